@@ -1,0 +1,117 @@
+"""Deciding which care preferences are current (issue 6, "Deciding what is current").
+
+Pure functions over :class:`~exchange.operations.eol_model.Preference` items:
+
+1. Entered-in-error, cancelled (inactive / revoked / rejected) and draft records are
+   shown as such, never as current.
+2. For each (source, kind, topic) the latest active decision (by decision date, then
+   ``meta.lastUpdated``) is the candidate; earlier active ones are *superseded* by it.
+3. A candidate whose review date has passed is *review-overdue*: shown, flagged as
+   needing review, not current.
+4. Current CPR decisions from different sources that disagree (not for CPR vs for CPR)
+   are a :class:`Conflict` carrying every disagreeing decision: never silently resolved.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, datetime
+
+from exchange.operations.eol_codes import KIND_ORDER, codebook
+from exchange.operations.eol_model import (
+    CANCELLED,
+    CURRENT,
+    ENTERED_IN_ERROR,
+    FOR_CPR,
+    NOT_FOR_CPR,
+    NOT_YET_ACTIVE,
+    REVIEW_OVERDUE,
+    SUPERSEDED,
+    Assessment,
+    Attorney,
+    CareWarning,
+    Conflict,
+    Preference,
+)
+
+_BY_STATUS = {"cancelled": CANCELLED, "entered-in-error": ENTERED_IN_ERROR, "draft": NOT_YET_ACTIVE}
+
+
+def describe(p: Preference) -> str:
+    """One line naming a decision: what, who, when, where from."""
+    when = p.decided.text if p.decided else "undated"
+    who = p.author_display or p.author_ref or "author not recorded"
+    return f"{p.label} ({who}, {when}, source {p.source})"
+
+
+def assess(
+    items: list[Preference],
+    attorneys: list[Attorney] | None = None,
+    *,
+    now: datetime | None = None,
+) -> Assessment:
+    """Give every item its state and find conflicts and warnings (items are updated in place)."""
+    now = now or datetime.now(UTC)
+    groups: dict[tuple[str, str, str], list[Preference]] = defaultdict(list)
+    for p in items:
+        p.superseded_by = None
+        p.needs_review = False
+        if p.record_status in _BY_STATUS:
+            p.state = _BY_STATUS[p.record_status]
+            continue
+        groups[p.group_key].append(p)
+    for group in groups.values():
+        group.sort(key=Preference.sort_key, reverse=True)
+        latest = group[0]
+        for older in group[1:]:
+            older.state = SUPERSEDED
+            older.superseded_by = latest.reference
+        if latest.review is not None and latest.review.end < now:
+            latest.state = REVIEW_OVERDUE
+            latest.needs_review = True
+        else:
+            latest.state = CURRENT
+    conflicts = find_conflicts(items)
+    warnings = _warnings(items)
+    ordered = sorted(items, key=_display_order)
+    return Assessment(ordered, list(attorneys or []), conflicts, warnings, now)
+
+
+def find_conflicts(items: list[Preference]) -> list[Conflict]:
+    """Current CPR decisions that disagree across sources (both sides, every item)."""
+    current = [p for p in items if p.kind == "cpr" and p.state == CURRENT]
+    refusing = [p for p in current if p.cpr == NOT_FOR_CPR]
+    attempting = [p for p in current if p.cpr == FOR_CPR]
+    if not refusing or not attempting:
+        return []
+    both = sorted(refusing + attempting, key=Preference.sort_key)
+    summary = (
+        "Conflicting resuscitation decisions: "
+        + "; ".join(describe(p) for p in both)
+        + ". Check with the decision makers before acting."
+    )
+    return [Conflict("cpr", summary, both)]
+
+
+def _warnings(items: list[Preference]) -> list[CareWarning]:
+    titles = codebook().titles
+    out: list[CareWarning] = []
+    for p in items:
+        if p.state == REVIEW_OVERDUE:
+            out.append(CareWarning(
+                "review-overdue",
+                f"{titles[p.kind]}: review date {p.review.text if p.review else ''} has passed for "
+                f"{describe(p)}. Needs review; not treated as current.",
+                p,
+            ))
+        elif p.state == CURRENT and (p.decided is None or not (p.author_display or p.author_ref)):
+            missing = " and ".join(x for x, ok in (("decision date", p.decided), ("author", p.author_display or p.author_ref)) if not ok)
+            out.append(CareWarning("incomplete", f"{titles[p.kind]}: {describe(p)} has no recorded {missing}.", p))
+    return out
+
+
+def _display_order(p: Preference) -> tuple[int, int, float]:
+    state_rank = {CURRENT: 0, REVIEW_OVERDUE: 1, NOT_YET_ACTIVE: 2, SUPERSEDED: 3, CANCELLED: 4,
+                  ENTERED_IN_ERROR: 5}.get(p.state, 6)
+    kind_rank = KIND_ORDER.index(p.kind) if p.kind in KIND_ORDER else len(KIND_ORDER)
+    return (kind_rank, state_rank, -p.sort_key()[0].timestamp())
