@@ -104,9 +104,10 @@ def _check_signatures(conn, settings: Settings, result: VerifyResult) -> list[An
         if cp.key_id != kid or not keys.signature_ok(public, msg, cp.signature):
             raise _Failure(f"checkpoint #{cp.id} ({cp.kind}, {cp.event_count} events) "
                            "has an invalid signature", cp.event_count)
-        if cp.event_count < previous:
-            raise _Failure(f"checkpoint #{cp.id} goes backwards ({cp.event_count} < {previous})")
-        previous = cp.event_count
+        if cp.kind != "retention":
+            if cp.event_count < previous:
+                raise _Failure(f"checkpoint #{cp.id} goes backwards ({cp.event_count} < {previous})")
+            previous = cp.event_count
         result.checkpoints_checked += 1
     return list(cps)
 
@@ -117,7 +118,8 @@ def _verify(conn, settings: Settings, from_date: datetime | None, result: Verify
     retention = [cp for cp in cps if cp.kind == "retention"]
     anchor_count, anchor_hash = 0, GENESIS
     if retention:
-        anchor_count, anchor_hash = retention[-1].event_count, retention[-1].head_hash
+        last_ret = max(retention, key=lambda cp: cp.event_count)
+        anchor_count, anchor_hash = last_ret.event_count, last_ret.head_hash
     if lo is not None and lo != anchor_count + 1:
         first = conn.execute(select(audit_event.c.event_id).where(audit_event.c.seq == lo)).scalar()
         if lo <= anchor_count:
@@ -136,10 +138,9 @@ def _verify(conn, settings: Settings, from_date: datetime | None, result: Verify
             prev = conn.execute(select(audit_event.c.hash).where(audit_event.c.seq == start - 1)).scalar()
             if prev is None:
                 raise _Failure(f"event {start - 1} is missing", start)
-    last = None
     if start is not None:
-        last = _walk(conn, start, hi, prev, by_count, result)
-    end = last if last is not None else anchor_count
+        _walk(conn, start, hi, prev, by_count, result)
+    end = hi if hi is not None else anchor_count
     for cp in cps:
         if cp.event_count > end:
             raise _Failure(f"the log ends at event {end} but signed checkpoint #{cp.id} covers "
@@ -154,7 +155,7 @@ def _verify(conn, settings: Settings, from_date: datetime | None, result: Verify
 
 
 def _walk(conn, start: int, hi: int, prev: str, by_count: dict[int, list[Any]],  # noqa: ANN001
-          result: VerifyResult) -> int | None:
+          result: VerifyResult) -> None:
     expected = start
     result.first_seq = start
     cols = [audit_event.c.seq, audit_event.c.event_id, audit_event.c.recorded, audit_event.c.content,
@@ -183,7 +184,6 @@ def _walk(conn, start: int, hi: int, prev: str, by_count: dict[int, list[Any]], 
                                .where(audit_event.c.seq > expected).order_by(audit_event.c.seq)).first()
             raise _Failure(f"event {expected} is missing (deleted); the chain breaks here",
                            nxt.seq if nxt else expected, nxt.event_id if nxt else None)
-    return result.last_seq
 
 
 def _check_row(row: Any, expected: int, prev: str, patients: set[str]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 import orjson
-from conftest import BREAK_GLASS, CLINICIAN, make_ctx
+from audit_helpers import BREAK_GLASS, CLINICIAN, make_ctx
 from fhir.resources.R4B.auditevent import AuditEvent
 
 from exchange.audit.columns import derive

@@ -6,7 +6,7 @@ import asyncio
 import threading
 
 import pytest
-from conftest import BREAK_GLASS, make_ctx
+from audit_helpers import BREAK_GLASS, make_ctx
 from sqlalchemy import func, select
 
 from exchange.audit.sink import AuditSink
