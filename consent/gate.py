@@ -1,0 +1,331 @@
+"""The consent gate: the DisclosureGate behind the one choke point (issue 5).
+
+``ConsentGate(engine, settings)`` implements ``exchange.pipeline.disclosure.
+DisclosureGate``: :meth:`ConsentGate.check` decides for each resource about to leave,
+:meth:`ConsentGate.sql_filter` narrows searches in SQL before LIMIT where a rule can be
+expressed there (no relationship, legally restricted labels, other patients' records,
+system-client scopes); ``check`` is always the backstop. Rule order for a clinician
+(``user``), each denial carrying its rule id (docs/consent-policy.md):
+
+1. non-patient reference data (policy ``non_patient_types``) -> permit;
+2. role in a role group (``policy.no-role``), purpose allowed (``policy.purpose``),
+   break-glass states a reason (``break-glass.no-reason``);
+3. legally restricted labels outside the authoring organisation -> deny
+   ``label.legally-restricted`` unless a Consent provision explicitly permits it
+   (break-glass never unlocks it);
+4. no care relationship -> deny ``relationship.none`` unless break-glass;
+5. the patient's directives (consent.directives): a denial -> deny with the Consent and
+   provision as rule and a notice "withheld at the patient's request", unless
+   break-glass; demographics and care preferences are *always shared for direct care*
+   unless the deciding provision is explicit about them;
+6. limited role groups see only their scope (``policy.role-scope``) unless a Consent
+   explicitly permits more.
+
+Per-request state (relationships, directives, resolved organisations) is cached on the
+root RequestContext (``ctx._consent``); ``ctx.relationship`` is set for the audit log
+and ``ctx.break_glass_used`` when break-glass actually unlocked something.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, Engine, and_, exists, not_, or_, select
+
+from consent.directives import Directive, Outcome, Requesting, combine, parse_directive
+from consent.facts import facts_of
+from consent.policy import Policy, load_policy
+from consent.relationship import org_refs_for, related_patients, relationship_kind
+from consent.resolve import make_resolver
+from consent.tables import consent_fact
+from exchange.pipeline.context import RequestContext
+from exchange.pipeline.disclosure import PERMIT, Decision
+from exchange.repository.stored import StoredResource
+from exchange.settings import Settings
+
+WITHHELD_NOTICE = "Some information in this record has been withheld at the patient's request."
+CARE_PREF_NOTICE = ("End-of-life or resuscitation preferences have been withheld: the "
+                    "patient's consent directive explicitly restricts them.")
+AUDIT_TYPES = frozenset({"AuditEvent"})
+
+
+def deny(rule: str, reason: str, notice: str | None = None) -> Decision:
+    return Decision("deny", rule=rule, reason=reason, notice=notice)
+
+
+def permit(rule: str, reason: str = "") -> Decision:
+    return Decision("permit", rule=rule, reason=reason)
+
+
+@dataclass
+class _State:
+    now: datetime
+    who: Requesting
+    org_refs: list[str] | None = None
+    relationships: dict[str, str | None] = field(default_factory=dict)
+    directives: dict[str, list[Directive]] = field(default_factory=dict)
+
+
+def _root(ctx: RequestContext) -> RequestContext:
+    while ctx.parent is not None:
+        ctx = ctx.parent
+    return ctx
+
+
+class ConsentGate:
+    """Sharing rules for every resource that leaves (DisclosureGate protocol)."""
+
+    def __init__(self, engine: Engine | None, settings: Settings, policy: Policy | None = None):
+        self.engine = engine
+        self.settings = settings
+        self.policy = policy or load_policy(settings.consent_policy_path)
+
+    # -- per-request state ---------------------------------------------------------
+    def _state(self, ctx: RequestContext) -> _State:
+        root = _root(ctx)
+        st = getattr(root, "_consent", None)
+        if st is None:
+            r = root.requester
+            st = _State(
+                now=datetime.now(UTC),
+                who=Requesting(organization=r.organization,
+                               practitioner_ids=frozenset({r.practitioner_id} - {None}),
+                               role=r.role, purpose=r.purpose_of_use or "TREAT"),
+            )
+            root._consent = st
+        return st
+
+    def relationship(self, conn: Connection, ctx: RequestContext, patient_id: str) -> str | None:
+        st = self._state(ctx)
+        if patient_id not in st.relationships:
+            ods = ctx.requester.organization
+            if st.org_refs is None:
+                st.org_refs = org_refs_for(conn, ods) if ods else []
+            st.relationships[patient_id] = relationship_kind(
+                conn, ods, st.org_refs, patient_id, st.now,
+                self.settings.relationship_lookback_days, self.policy.relationship_links)
+        kind = st.relationships[patient_id]
+        root = _root(ctx)
+        found = kind is not None
+        prev = getattr(root, "relationship", None)
+        root.relationship = found if prev is None else (prev and found)
+        if ctx is not root:
+            ctx.relationship = found
+        return kind
+
+    def directives(self, conn: Connection, ctx: RequestContext, patient_id: str) -> list[Directive]:
+        st = self._state(ctx)
+        if patient_id not in st.directives:
+            from exchange.repository.store import read_many_current
+
+            rids = list(conn.execute(select(consent_fact.c.rid).where(
+                consent_fact.c.directive.is_(True), consent_fact.c.patient_id == patient_id)
+                .order_by(consent_fact.c.rid)).scalars())
+            resolve = make_resolver(conn)
+            parsed = [parse_directive(r.data, resolve, st.now)
+                      for r in read_many_current(conn, rids)]
+            st.directives[patient_id] = [d for d in parsed if d is not None]
+        return st.directives[patient_id]
+
+    # -- DisclosureGate --------------------------------------------------------------
+    def check(self, conn: Connection, ctx: RequestContext, resource: StoredResource) -> Decision:
+        if not self.settings.consent_enabled or ctx.requester.kind == "anonymous":
+            return PERMIT
+        return self.decide(conn, ctx, resource.data)
+
+    def decide(self, conn: Connection, ctx: RequestContext, data: dict[str, Any],
+               _depth: int = 0) -> Decision:
+        """The decision for one resource (a parsed dict), with the rule that made it."""
+        kind = ctx.requester.kind
+        if kind == "anonymous":
+            return permit("requester.anonymous", "authorisation is switched off")
+        rtype = data.get("resourceType", "")
+        if rtype == "Provenance":
+            return self._provenance(conn, ctx, data, _depth)
+        if kind == "patient":
+            return self._patient(ctx, data)
+        if rtype in self.policy.non_patient_types:
+            return permit("policy.non-patient", f"{rtype} is directory/reference data")
+        if kind == "system":
+            return self._system(conn, ctx, data)
+        return self._user(conn, ctx, data)
+
+    def _provenance(self, conn: Connection, ctx: RequestContext, data: dict[str, Any],
+                    depth: int) -> Decision:
+        """A Provenance is visible only when every target it names is visible."""
+        from exchange.repository.store import read_refs
+
+        refs = []
+        for t in data.get("target") or []:
+            r = (t or {}).get("reference", "")
+            parts = r.split("/_history")[0].split("/")
+            if len(parts) >= 2:
+                refs.append((parts[-2], parts[-1]))
+        if not refs or depth > 1:
+            return deny("provenance.target-hidden", "Provenance without visible targets")
+        found = read_refs(conn, refs)
+        if len(found) < len(set(refs)):
+            return deny("provenance.target-hidden", "a target does not exist or is deleted")
+        for res in found:
+            if self.decide(conn, ctx, res.data, depth + 1).effect == "deny":
+                return deny("provenance.target-hidden", "a target is not visible")
+        return permit("provenance.targets-visible")
+
+    def _patient(self, ctx: RequestContext, data: dict[str, Any]) -> Decision:
+        """A citizen's own app: their own record minus items not for disclosure to them."""
+        rtype = data.get("resourceType", "")
+        if rtype in self.policy.non_patient_types:
+            return permit("policy.non-patient")
+        f = facts_of(data, self.policy)
+        if f.patient_id is None or f.patient_id != ctx.requester.patient_id:
+            return deny("patient.other-record", "not the patient's own record")
+        if f.not_for_patient:
+            return deny("label.not-for-patient", "labelled not for disclosure to the patient")
+        return permit("patient.own-record")
+
+    def _outcome(self, conn: Connection, ctx: RequestContext, pid: str,
+                 data: dict[str, Any]) -> Outcome | None:
+        st = self._state(ctx)
+        ds = self.directives(conn, ctx, pid)
+        outcomes = [o for d in ds if (o := d.evaluate(st.who, data, st.now)) is not None]
+        return combine(outcomes)
+
+    def _user(self, conn: Connection, ctx: RequestContext, data: dict[str, Any]) -> Decision:
+        req = ctx.requester
+        pol = self.policy
+        rtype = data.get("resourceType", "")
+        group = pol.group_for_role(req.role)
+        if group is None:
+            return deny("policy.no-role", f"job role {req.role!r} is in no role group")
+        purpose = req.purpose_of_use or "TREAT"
+        if purpose not in group.purposes:
+            return deny("policy.purpose", f"purpose {purpose} not allowed for {group.name}")
+        btg = purpose == "BTG"
+        if btg and pol.break_glass_requires_reason and not (req.break_glass_reason or "").strip():
+            return deny("break-glass.no-reason", "break-glass requires a stated reason")
+        if rtype in AUDIT_TYPES:
+            return deny("policy.audit-restricted", "audit records are for IG use only")
+        f = facts_of(data, pol)
+        if f.patient_id is None:
+            return permit("policy.no-patient", "not about a patient")
+        outcome = self._outcome(conn, ctx, f.patient_id, data)
+        explicit_permit = outcome is not None and outcome.effect == "permit" and outcome.explicit
+        own_org = bool(req.organization) and f.author_org == req.organization
+        if f.restricted and not own_org and not explicit_permit:
+            return deny("label.legally-restricted",
+                        "legally restricted and authored by another organisation")
+        bg_used = False
+        rel = self.relationship(conn, ctx, f.patient_id)
+        if rel is None and pol.relationship_required:
+            if not (btg and "relationship" in pol.break_glass_overrides):
+                return deny("relationship.none", "no care relationship with the patient")
+            bg_used = True
+        exempt = f.care_pref or rtype in pol.demographic_types
+        if outcome is not None and outcome.effect == "deny" and not (exempt and not outcome.explicit):
+            if btg and "objection" in pol.break_glass_overrides:
+                bg_used = True
+            else:
+                return deny(outcome.rule, "withheld at the patient's request",
+                            CARE_PREF_NOTICE if f.care_pref else WITHHELD_NOTICE)
+        if group.access == "limited" and not exempt and rtype not in group.resource_types:
+            tags = {(t.get("system"), t.get("code")) for t in (data.get("meta") or {}).get("tag") or []
+                    if isinstance(t, dict)}
+            if not (tags & group.tags) and not explicit_permit:
+                return deny("policy.role-scope", f"outside what role group {group.name} may see")
+        if bg_used:
+            _root(ctx).break_glass_used = True
+            return permit("break-glass", req.break_glass_reason or "")
+        if outcome is not None and outcome.effect == "permit":
+            return permit(outcome.rule, "permitted by the patient's consent")
+        if outcome is not None:
+            return permit("always-shared.direct-care", "care preference or demographics")
+        return permit(f"relationship.{rel}" if rel else "policy.role", "")
+
+    def _system(self, conn: Connection, ctx: RequestContext, data: dict[str, Any]) -> Decision:
+        sp = self.policy.system_policy(ctx.requester.client_id)
+        rtype = data.get("resourceType", "")
+        if sp is None or sp.access == "none":
+            return deny("policy.system-client", "no sharing policy for this client")
+        if sp.access == "types" and rtype not in sp.resource_types:
+            return deny("policy.system-client", f"{rtype} is outside this client's policy")
+        if rtype in AUDIT_TYPES and sp.access != "full":
+            return deny("policy.audit-restricted", "audit records are for IG use only")
+        f = facts_of(data, self.policy)
+        if f.patient_id is None:
+            return permit("policy.no-patient")
+        outcome = self._outcome(conn, ctx, f.patient_id, data)
+        explicit_permit = outcome is not None and outcome.effect == "permit" and outcome.explicit
+        if f.restricted and not sp.legally_restricted and not explicit_permit:
+            return deny("label.legally-restricted", "legally restricted")
+        exempt = f.care_pref or rtype in self.policy.demographic_types
+        if (sp.honour_objections and outcome is not None and outcome.effect == "deny"
+                and not (exempt and not outcome.explicit)):
+            return deny(outcome.rule, "withheld at the patient's request",
+                        CARE_PREF_NOTICE if f.care_pref else WITHHELD_NOTICE)
+        return permit(f"policy.system-client.{sp.client_id}")
+
+    # -- SQL narrowing before LIMIT --------------------------------------------------
+    def sql_filter(self, conn: Connection, ctx: RequestContext, resource_type: str | None,
+                   rid_column: Any) -> ColumnElement[bool] | None:
+        if not self.settings.consent_enabled or ctx.requester.kind == "anonymous":
+            return None
+        hidden = self.hidden_condition(conn, ctx)
+        if hidden is None:
+            return None
+        f = consent_fact
+        return not_(exists(select(f.c.rid).where(f.c.rid == rid_column, hidden)))
+
+    def hidden_condition(self, conn: Connection, ctx: RequestContext) -> ColumnElement[bool] | None:
+        """Condition on ``consent_fact`` rows that ``check`` certainly denies."""
+        req = ctx.requester
+        pol = self.policy
+        f = consent_fact
+        about_patient = f.c.patient_id.is_not(None)
+        if req.kind == "patient":
+            return or_(
+                and_(f.c.patient_id.is_(None), f.c.res_type.not_in(sorted(pol.non_patient_types)),
+                     f.c.res_type != "Provenance"),
+                and_(about_patient, f.c.patient_id != (req.patient_id or "")),
+                f.c.not_for_patient.is_(True),
+            )
+        directive_patients = select(f.c.patient_id).where(
+            f.c.directive.is_(True), f.c.patient_id.is_not(None)).scalar_subquery()
+        restricted = and_(f.c.restricted.is_(True), about_patient,
+                          f.c.patient_id.not_in(directive_patients))
+        reference = f.c.res_type.in_(sorted(pol.non_patient_types))
+        if req.kind == "system":
+            sp = pol.system_policy(req.client_id)
+            if sp is None or sp.access == "none":
+                return hide_all_but(reference)
+            conds = [] if sp.legally_restricted else [restricted]
+            if sp.access == "types":
+                conds.append(f.c.res_type.not_in(sorted(sp.resource_types)))
+            return or_(*conds) if conds else None
+        group = pol.group_for_role(req.role)
+        purpose = req.purpose_of_use or "TREAT"
+        btg = purpose == "BTG"
+        if (group is None or purpose not in group.purposes
+                or (btg and pol.break_glass_requires_reason
+                    and not (req.break_glass_reason or "").strip())):
+            return hide_all_but(reference)
+        conds = [and_(restricted, or_(f.c.author_org.is_(None),
+                                      f.c.author_org != (req.organization or "")))]
+        if pol.relationship_required and not (btg and "relationship" in pol.break_glass_overrides):
+            st = self._state(ctx)
+            ods = req.organization
+            if st.org_refs is None:
+                st.org_refs = org_refs_for(conn, ods) if ods else []
+            cutoff = st.now - timedelta(days=self.settings.relationship_lookback_days)
+            related = related_patients(ods, st.org_refs, cutoff, pol.relationship_links)
+            conds.append(and_(about_patient, f.c.patient_id.not_in(related.scalar_subquery())))
+        return or_(*conds)
+
+
+def hide_all_but(keep: ColumnElement[bool]) -> ColumnElement[bool]:
+    """Hide every row except those matching ``keep``."""
+    return not_(keep)
+
+
+__all__ = ["CARE_PREF_NOTICE", "WITHHELD_NOTICE", "ConsentGate"]

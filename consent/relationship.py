@@ -1,0 +1,58 @@
+"""Legitimate care relationship, derived from the record itself (issue 5).
+
+The requester's organisation (ODS code) has a care relationship with a patient when the
+record holds, in ``consent_link`` (consent/facts.py), a link from the patient to that
+organisation -- referenced by ODS identifier or as an Organization resource carrying
+that ODS identifier -- of a kind the policy accepts: the registered GP practice
+(Patient.generalPractitioner), an open or recent Encounter (serviceProvider) or
+EpisodeOfCare (managingOrganization), or a CareTeam naming it (managingOrganization /
+participant.member). *Recent* means ended no earlier than
+``settings.relationship_lookback_days`` ago.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import ColumnElement, Connection, Select, and_, false, or_, select
+
+from consent.tables import consent_fact, consent_link
+
+
+def org_refs_for(conn: Connection, ods: str) -> list[str]:
+    """``Organization/<id>`` of every Organization resource identified by this ODS code."""
+    q = select(consent_fact.c.res_id).where(
+        consent_fact.c.res_type == "Organization", consent_fact.c.ods_code == ods
+    )
+    return [f"Organization/{r}" for r in conn.execute(q).scalars()]
+
+
+def _link_condition(ods: str, org_refs: list[str], cutoff: datetime,
+                    kinds: frozenset[str]) -> ColumnElement[bool]:
+    who = consent_link.c.org_ods == ods
+    if org_refs:
+        who = or_(who, consent_link.c.org_ref.in_(org_refs))
+    when = or_(consent_link.c.period_end.is_(None), consent_link.c.period_end >= cutoff)
+    return and_(who, when, consent_link.c.kind.in_(sorted(kinds)))
+
+
+def related_patients(ods: str | None, org_refs: list[str], cutoff: datetime,
+                     kinds: frozenset[str]) -> Select:
+    """A subquery of the ids of patients this organisation has a relationship with."""
+    if not ods:
+        return select(consent_link.c.patient_id).where(false())
+    return select(consent_link.c.patient_id).where(_link_condition(ods, org_refs, cutoff, kinds))
+
+
+def relationship_kind(conn: Connection, ods: str | None, org_refs: list[str], patient_id: str,
+                      now: datetime, lookback_days: int, kinds: frozenset[str]) -> str | None:
+    """The kind of the first qualifying link (e.g. ``registered_gp``), or None."""
+    if not ods:
+        return None
+    cutoff = now - timedelta(days=lookback_days)
+    q = (select(consent_link.c.kind)
+         .where(consent_link.c.patient_id == patient_id,
+                _link_condition(ods, org_refs, cutoff, kinds))
+         .order_by(consent_link.c.kind)
+         .limit(1))
+    return conn.execute(q).scalar()
