@@ -1,0 +1,1 @@
+"""FastAPI glue: the only place that knows about HTTP framework types."""

@@ -1,0 +1,97 @@
+"""create_app(settings): wiring only (design.md layout).
+
+Builds the engine, the disclosure gate (consent), the audit sink and the
+authenticator, and mounts: the FHIR facade at ``/fhir``, SMART discovery and the token
+endpoint, CDS Hooks at ``/cds-services``, the IG console at ``/ig`` and the OpenAPI
+document at ``/openapi.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import orjson
+from fastapi import FastAPI
+from starlette.requests import Request
+from starlette.responses import Response
+
+from exchange import __version__
+from exchange.api.fhir_endpoint import fhir_endpoint
+from exchange.db.engine import make_engine
+from exchange.pipeline.disclosure import PermitAll
+from exchange.services import Services
+from exchange.settings import Settings
+
+log = logging.getLogger("exchange")
+OPENAPI_PATH = Path(__file__).resolve().parents[1] / "openapi" / "openapi.json"
+FHIR_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+
+
+def build_services(settings: Settings, engine=None) -> Services:  # noqa: ANN001
+    engine = engine or make_engine(settings.database_url)
+    gate = PermitAll()
+    if settings.consent_enabled:
+        from consent.gate import ConsentGate
+
+        gate = ConsentGate(engine, settings)
+    svc = Services(settings=settings, engine=engine, gate=gate)
+    if settings.audit_enabled:
+        from exchange.audit.sink import AuditSink
+
+        svc.audit = AuditSink(engine, settings)
+        from exchange.audit.fhir import search_audit
+
+        svc.extras["audit_search"] = search_audit
+    if settings.auth_enabled:
+        from exchange.auth.authenticate import authenticate
+        from exchange.auth.scopes import check_access
+
+        svc.extras["authenticate"] = authenticate
+        svc.extras["check_access"] = check_access
+    return svc
+
+
+def create_app(settings: Settings | None = None, *, engine=None, services: Services | None = None) -> FastAPI:  # noqa: ANN001
+    settings = settings or Settings.from_env()
+    svc = services or build_services(settings, engine)
+    app = FastAPI(title="Integrated care record exchange", version=__version__, openapi_url=None,
+                  docs_url=None, redoc_url=None)
+    app.state.services = svc
+    app.state.engine = svc.engine
+    app.state.settings = settings
+    app.state.audit = svc.audit
+
+    _include_optional(app, "exchange.auth.routes", "router")
+    _include_optional(app, "exchange.cds.routes", "router")
+    _include_optional(app, "exchange.console.routes", "router")
+
+    async def openapi(_: Request) -> Response:
+        return Response(OPENAPI_PATH.read_bytes(), media_type="application/json")
+
+    async def health(_: Request) -> Response:
+        return Response(orjson.dumps({"status": "ok"}), media_type="application/json")
+
+    app.add_route("/openapi.json", openapi, methods=["GET"])
+    app.add_route("/healthz", health, methods=["GET"])
+    app.add_route("/fhir", fhir_endpoint, methods=FHIR_METHODS)
+    app.add_route("/fhir/{path:path}", fhir_endpoint, methods=FHIR_METHODS)
+
+    @app.on_event("shutdown")
+    def _close() -> None:
+        if svc.audit is not None and hasattr(svc.audit, "close"):
+            svc.audit.close()
+
+    return app
+
+
+def _include_optional(app: FastAPI, module: str, attr: str) -> None:
+    import importlib
+
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name and module.startswith(exc.name):
+            return
+        raise
+    app.include_router(getattr(mod, attr))

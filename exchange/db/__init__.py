@@ -1,0 +1,1 @@
+"""Database layer: the shared SQLAlchemy metadata, engines and sessions."""

@@ -1,0 +1,90 @@
+"""The framework-free request and response of one FHIR interaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from email.utils import format_datetime
+from typing import Any
+from urllib.parse import urlencode
+
+import orjson
+
+from exchange.outcome import FhirError, Issue, operation_outcome
+from exchange.repository.stored import StoredResource
+
+FHIR_JSON = "application/fhir+json; charset=utf-8"
+
+
+@dataclass
+class FhirRequest:
+    method: str
+    parts: list[str]  # path segments after the FHIR base, e.g. ["Patient", "123"]
+    params: list[tuple[str, str]] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)  # lower-case names
+    body: bytes | None = None
+    base_url: str = ""
+    _json: Any = None
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+    def json(self) -> Any:
+        if self._json is None:
+            if not self.body:
+                raise FhirError("required", "A request body is required", status=400)
+            try:
+                self._json = orjson.loads(self.body)
+            except orjson.JSONDecodeError as exc:
+                raise FhirError("structure", f"The body is not valid JSON: {exc}", status=400) from None
+        return self._json
+
+    def param(self, name: str) -> str | None:
+        for k, v in self.params:
+            if k == name:
+                return v
+        return None
+
+    @property
+    def query_string(self) -> str:
+        return urlencode(self.params)
+
+    def prefer(self, key: str) -> str | None:
+        """A token from the Prefer header (RFC 7240), e.g. prefer("return")."""
+        raw = self.header("prefer") or ""
+        for part in raw.split(","):
+            for item in part.split(";"):
+                if "=" in item:
+                    k, v = item.split("=", 1)
+                    if k.strip().lower() == key:
+                        return v.strip().strip('"')
+        return None
+
+
+@dataclass
+class FhirResponse:
+    status: int = 200
+    body: bytes | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    resource: StoredResource | None = None  # the resource this response is about
+    outcome: dict[str, Any] | None = None  # for batch entries: an OperationOutcome
+
+
+def http_date(res: StoredResource) -> str:
+    return format_datetime(res.last_updated, usegmt=True)
+
+
+def resource_headers(res: StoredResource, base_url: str) -> dict[str, str]:
+    return {
+        "ETag": res.etag,
+        "Last-Modified": http_date(res),
+        "Location": f"{base_url}/{res.resource_type}/{res.id}/_history/{res.version_id}",
+    }
+
+
+def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> FhirResponse:
+    return FhirResponse(status=status, body=orjson.dumps(obj), headers=headers or {})
+
+
+def outcome_response(issues: list[Issue], status: int = 200) -> FhirResponse:
+    oo = operation_outcome(issues)
+    return FhirResponse(status=status, body=orjson.dumps(oo), outcome=oo)

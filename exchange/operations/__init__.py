@@ -1,0 +1,1 @@
+"""FHIR operations ($everything, $care-preferences, $match, $access-check)."""

@@ -1,0 +1,1 @@
+"""The request pipeline: context, the disclosure choke point, and the audit hook."""

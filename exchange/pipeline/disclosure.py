@@ -1,0 +1,154 @@
+"""The one choke point every outgoing resource passes through (design.md, "the one idea").
+
+Handlers never call consent or audit themselves. Anything a response will carry --
+reads, vreads, history entries, search matches and includes, ``$everything``, batch
+entries, operation outputs -- goes through :func:`release`, which asks the request's
+:class:`DisclosureGate` about each resource and records in the
+:class:`~exchange.pipeline.context.RequestContext` what was released and what was
+withheld (and by which rule) for the audit log.
+
+The gate has two faces (after HAPI's consent interceptor and Medplum's SQL filters):
+
+* :meth:`DisclosureGate.sql_filter` narrows a search *in SQL, before LIMIT*, so that
+  pages stay full, totals count only visible resources and paging links stay correct;
+* :meth:`DisclosureGate.check` is the per-resource backstop applied to everything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from exchange.pipeline.context import Released, RequestContext
+from exchange.repository.stored import StoredResource
+
+if TYPE_CHECKING:
+    from sqlalchemy import ColumnElement, Connection
+
+Effect = Literal["permit", "deny", "redact"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    effect: Effect
+    rule: str | None = None  # id of the rule or directive that decided
+    reason: str | None = None
+    replacement: bytes | None = None  # for "redact": the bytes to send instead
+    notice: str | None = None  # an informational note for the client (no hidden detail)
+    #: True when the refusal itself may be disclosed (a read answers 403 Forbidden, e.g.
+    #: "no care relationship"); False hides the resource's existence (a read answers 404)
+    disclose_refusal: bool = False
+
+
+PERMIT = Decision("permit")
+
+
+class DisclosureGate(Protocol):
+    def sql_filter(
+        self, conn: Connection, ctx: RequestContext, resource_type: str, rid_column: Any
+    ) -> ColumnElement[bool] | None:
+        """A SQL condition on ``rid_column`` that keeps only resources this requester may
+        possibly see (None = no narrowing). Must never admit what ``check`` would deny
+        for a reason it could have expressed in SQL."""
+
+    def check(self, conn: Connection, ctx: RequestContext, resource: StoredResource) -> Decision:
+        """The decision for one resource about to leave."""
+
+
+class PermitAll:
+    """The gate used when consent is switched off (development, benchmark baseline)."""
+
+    def sql_filter(self, conn, ctx, resource_type, rid_column):  # noqa: ANN001
+        return None
+
+    def check(self, conn, ctx, resource):  # noqa: ANN001
+        return PERMIT
+
+
+def gate_of(ctx: RequestContext) -> DisclosureGate:
+    root = ctx
+    while root.parent is not None and root.gate is None:
+        root = root.parent
+    return root.gate or PermitAll()
+
+
+def release(
+    conn: Connection, ctx: RequestContext, resources: Iterable[StoredResource]
+) -> list[StoredResource]:
+    """Return the resources that may leave, in order, redacted where the gate says so.
+
+    Records every released resource and every withheld one (with its rule) in ``ctx``.
+    Deleted versions (history entries) carry no content and are released as they are.
+    """
+    gate = gate_of(ctx)
+    out: list[StoredResource] = []
+    for res in resources:
+        shown, _ = _apply(conn, ctx, gate, res)
+        if shown is not None:
+            out.append(shown)
+    return out
+
+
+def release_one(conn: Connection, ctx: RequestContext, resource: StoredResource) -> StoredResource | None:
+    return _apply(conn, ctx, gate_of(ctx), resource)[0]
+
+
+def release_or_refuse(conn: Connection, ctx: RequestContext, resource: StoredResource) -> StoredResource:
+    """Release one resource or raise: 403 when the gate discloses its refusal, else 404
+    (a withheld resource is then indistinguishable from one that does not exist)."""
+    from exchange.outcome import Forbidden, NotFound
+
+    shown, decision = _apply(conn, ctx, gate_of(ctx), resource)
+    if shown is not None:
+        return shown
+    if decision.disclose_refusal:
+        raise Forbidden(decision.reason or "Access to this record is not permitted")
+    raise NotFound(f"Resource {resource.resource_type}/{resource.id} is not known")
+
+
+def _apply(
+    conn: Connection, ctx: RequestContext, gate: DisclosureGate, res: StoredResource
+) -> tuple[StoredResource | None, Decision]:
+    decision = gate.check(conn, ctx, res) if not res.deleted else PERMIT
+    if decision.notice and decision.notice not in ctx.informational:
+        ctx.informational.append(decision.notice)
+    if decision.effect == "deny":
+        ctx.withheld += 1
+        ctx.withheld_rules[decision.rule or "unspecified"] += 1
+        return None, decision
+    if decision.effect == "redact" and decision.replacement is not None:
+        ctx.redacted += 1
+        res = StoredResource(
+            rid=res.rid,
+            resource_type=res.resource_type,
+            id=res.id,
+            version_id=res.version_id,
+            last_updated=res.last_updated,
+            deleted=res.deleted,
+            content=decision.replacement,
+            method=res.method,
+        )
+    ctx.released.append(Released(res.resource_type, res.id, str(res.version_id)))
+    if res.resource_type == "Patient":
+        ctx.patients.add(res.id)
+    elif not res.deleted:
+        pid = patient_of(res)
+        if pid:
+            ctx.patients.add(pid)
+    return res, decision
+
+
+_PATIENT_FIELDS = ("subject", "patient", "beneficiary", "individual")
+
+
+def patient_of(res: StoredResource) -> str | None:
+    """The patient a resource is about, from its usual subject elements (for audit)."""
+    data = res.data
+    for key in _PATIENT_FIELDS:
+        ref = data.get(key)
+        if isinstance(ref, dict):
+            r = ref.get("reference", "")
+            if isinstance(r, str) and r.startswith("Patient/"):
+                return r[8:].split("/")[0]
+    return None
