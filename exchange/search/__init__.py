@@ -1,0 +1,1 @@
+"""FHIR search: index extraction on write, query building, paging, bundles."""

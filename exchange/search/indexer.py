@@ -1,0 +1,141 @@
+"""Search index maintenance (FHIR R4 search.html: values are extracted when written).
+
+:func:`index_resource` is called by the write path (``exchange.repository.store``)
+inside the write transaction: it deletes the index rows of ``rid`` and writes new ones
+extracted with the compiled FHIRPath expressions of every search parameter of the
+type (:mod:`exchange.search.registry`). :func:`reindex` rebuilds the index (after a
+custom SearchParameter is registered), driven by ``exchange search reindex``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, Engine, delete, insert, select
+
+from exchange.db.tables import resource_current as rc
+from exchange.db.tables import resource_version as rv
+from exchange.search import values as V
+from exchange.search.registry import REGISTRY, Component
+from exchange.search.tables import ALL_TABLES, TABLE_BY_TYPE
+
+
+def _rows_for(ptype: str, vals: list[Any]) -> list[dict[str, Any]]:
+    if ptype == "token":
+        return [{"system": s, "code": c, "text": t} if not of else
+                {"system": s, "code": c, "text": t, "_oftype": True}
+                for s, c, t, of in V.tokens(vals)]
+    if ptype == "string":
+        return [{"norm": V.normalise(s)[:2000], "exact": s[:2000]} for s in V.strings(vals)]
+    if ptype == "date":
+        return [{"low": lo, "high": hi} for lo, hi in V.dates(vals)]
+    if ptype == "reference":
+        return [{"target_type": t, "target_id": i, "url": u} for t, i, u in V.references(vals)]
+    if ptype == "quantity":
+        return [{"low": lo, "high": hi, "system": s, "code": c} for lo, hi, s, c in V.quantities(vals)]
+    if ptype == "number":
+        return [{"low": lo, "high": hi} for lo, hi, _s, _c in V.quantities(vals)]
+    if ptype == "uri":
+        return [{"value": u[:2000]} for u in V.uris(vals)]
+    return []
+
+
+@dataclass
+class _Plan:
+    simple: list[tuple[str, str, Callable[[Any], list[Any]]]]
+    composite: list[tuple[str, Callable[[Any], list[Any]], list[Component]]]
+    generation: int
+
+
+_plans: dict[str, _Plan] = {}
+_plan_lock = threading.Lock()
+
+
+def _plan(resource_type: str) -> _Plan:
+    gen = REGISTRY.generation
+    plan = _plans.get(resource_type)
+    if plan is not None and plan.generation == gen:
+        return plan
+    simple: list[tuple[str, str, Callable[[Any], list[Any]]]] = []
+    composite: list[tuple[str, Callable[[Any], list[Any]], list[Component]]] = []
+    for sp in REGISTRY.params_for(resource_type):
+        fn = sp.fn_for(resource_type)
+        if fn is None:
+            continue
+        if sp.type == "composite":
+            composite.append((sp.code, fn, REGISTRY.components_for(sp, resource_type)))
+        else:
+            simple.append((sp.code, sp.type, fn))
+    plan = _Plan(simple, composite, gen)
+    with _plan_lock:
+        _plans[resource_type] = plan
+    return plan
+
+
+def extract(resource_type: str, resource: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Index rows by parameter type (each row has param, grp and the typed columns)."""
+    out: dict[str, list[dict[str, Any]]] = {t: [] for t in TABLE_BY_TYPE}
+    plan = _plan(resource_type)
+    for code, ptype, fn in plan.simple:
+        vals = fn(resource)
+        if not vals:
+            continue
+        for row in _rows_for(ptype, vals):
+            row["param"] = code + ":of-type" if row.pop("_oftype", False) else code
+            row["grp"] = 0
+            out[ptype].append(row)
+    for code, base_fn, comps in plan.composite:
+        for grp, item in enumerate(base_fn(resource), start=1):
+            parts = [[r for r in _rows_for(c.type, c.fn(item)) if not r.pop("_oftype", False)] for c in comps]
+            if not all(parts):
+                continue  # a composite matches only when every component has a value
+            for i, (comp, rows) in enumerate(zip(comps, parts, strict=True)):
+                for row in rows:
+                    row["param"] = f"{code}${i}"
+                    row["grp"] = grp
+                    out[comp.type].append(row)
+    return out
+
+
+def index_resource(conn: Connection, rid: int, resource_type: str, resource: dict[str, Any] | None) -> None:
+    """(Re)write the index rows of resource ``rid``; ``resource`` None = deleted (clear rows)."""
+    for table in ALL_TABLES:
+        conn.execute(delete(table).where(table.c.rid == rid))
+    if resource is None:
+        return
+    for ptype, rows in extract(resource_type, resource).items():
+        if rows:
+            for row in rows:
+                row["rid"] = rid
+                row["res_type"] = resource_type
+            conn.execute(insert(TABLE_BY_TYPE[ptype]), rows)
+
+
+def reindex(engine: Engine, resource_type: str | None = None, *, batch: int = 500) -> int:
+    """Rebuild the index rows of every current resource (of ``resource_type``); returns a count."""
+    from exchange.db.engine import write_tx
+
+    last = 0
+    done = 0
+    while True:
+        with write_tx(engine) as conn:
+            q = (
+                select(rc.c.rid, rc.c.res_type, rv.c.content)
+                .select_from(rc.join(rv, rv.c.seq == rc.c.seq))
+                .where(rc.c.rid > last, rc.c.deleted.is_(False))
+                .order_by(rc.c.rid)
+                .limit(batch)
+            )
+            if resource_type:
+                q = q.where(rc.c.res_type == resource_type)
+            rows = conn.execute(q).all()
+            if not rows:
+                return done
+            for rid, rtype, content in rows:
+                index_resource(conn, rid, rtype, orjson.loads(bytes(content)) if content else None)
+            last = rows[-1].rid
+            done += len(rows)

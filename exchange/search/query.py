@@ -1,0 +1,283 @@
+"""Building the SQL of a search over the typed index tables (FHIR R4 search.html).
+
+A search is ``SELECT rid FROM resource_current WHERE res_type IN (...) AND NOT deleted
+AND <criteria> AND <gate filter>``, every criterion being ``rid IN (index subquery)``:
+parameter types and modifiers (:mod:`exchange.search.conditions`), chained parameters
+(search.html#chaining, any depth), reverse chaining ``_has`` (search.html#has),
+composites (search.html#composite), ``:missing``, ``:not``, compartments
+(search.html#compartment) and ``_sort`` expressions with keyset paging. The disclosure
+gate's ``sql_filter`` is ANDed into every subquery that selects other resources too
+(chain targets, ``_has`` sources), so a condition can only be met by visible resources.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    and_,
+    false,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+    true,
+)
+
+from exchange.db.tables import resource_current as rc
+from exchange.outcome import Invalid, Issue
+from exchange.pipeline.context import RequestContext
+from exchange.pipeline.disclosure import gate_of
+from exchange.search import conditions as C
+from exchange.search.params import Criterion, split_escaped
+from exchange.search.registry import PATIENT_COMPARTMENT, REGISTRY, SearchParam
+from exchange.search.tables import TABLE_BY_TYPE, search_reference
+from exchange.search.values import MIN_DT
+
+
+@dataclass
+class QueryContext:
+    conn: Connection
+    ctx: RequestContext
+    base_url: str
+    lenient: bool = False
+    issues: list[Issue] = field(default_factory=list)
+    unknown: set[str] = field(default_factory=set)
+
+    @property
+    def is_pg(self) -> bool:
+        return self.conn.dialect.name == "postgresql"
+
+
+class _Unknown(Exception):
+    """A parameter name that no served search parameter answers."""
+
+
+def gate_cond(qc: QueryContext, types: list[str], type_col: Any, rid_col: Any) -> ColumnElement[bool] | None:
+    """The disclosure gate's SQL narrowing for rows of ``types`` (None = nothing to add)."""
+    gate = gate_of(qc.ctx)
+    parts = [(t, gate.sql_filter(qc.conn, qc.ctx, t, rid_col)) for t in types]
+    if all(f is None for _, f in parts):
+        return None
+    if len(parts) == 1:
+        return parts[0][1]
+    return or_(*(and_(type_col == t, f if f is not None else true()) for t, f in parts))
+
+
+def _with_gate(qc: QueryContext, types: list[str], type_col: Any, rid_col: Any, *conds: Any) -> list[Any]:
+    g = gate_cond(qc, types, type_col, rid_col)
+    return [*conds, g] if g is not None else list(conds)
+
+
+def _same_param(types: list[str], code: str) -> SearchParam:
+    sps = [REGISTRY.get(t, code) for t in types]
+    if not sps or any(sp is None for sp in sps) or len({sp.type for sp in sps if sp}) != 1:
+        raise _Unknown(code)
+    return sps[0]  # type: ignore[return-value]
+
+
+def criteria_conditions(
+    qc: QueryContext, types: list[str], criteria: list[Criterion], rid_col: Any
+) -> list[ColumnElement[bool]]:
+    """Conditions for every criterion (ANDed); unknown names raise or are reported (lenient)."""
+    out: list[ColumnElement[bool]] = []
+    for crit in criteria:
+        try:
+            out.append(criterion_cond(qc, types, crit.name, crit.values, rid_col))
+        except _Unknown as exc:
+            msg = f"Unknown or unsupported search parameter {crit.name!r} for {','.join(types) or 'system'}"
+            if not qc.lenient:
+                raise Invalid(msg, code="not-supported", expression=crit.name) from exc
+            qc.unknown.add(crit.name)
+            qc.issues.append(Issue("not-supported", msg + " (ignored)", "warning", [crit.name]))
+    return out
+
+
+def criterion_cond(qc: QueryContext, types: list[str], name: str, values: list[str], rid_col: Any) -> ColumnElement[bool]:
+    if not values:
+        raise Invalid(f"search parameter {name!r} has no value", expression=name)
+    if name.startswith("_has:"):
+        return _has_cond(qc, types, name, values, rid_col)
+    head, _, chain = name.partition(".")
+    code, _, modifier = head.partition(":")
+    modifier = modifier or None
+    if code == "_id":
+        if modifier or chain:
+            raise _Unknown(name)
+        ids = select(rc.c.rid).where(rc.c.res_type.in_(types), rc.c.res_id.in_(values))
+        return rid_col.in_(ids)
+    sp = _same_param(types, code)
+    if chain:
+        if sp.type != "reference":
+            raise _Unknown(name)
+        return _chain_cond(qc, types, sp, modifier, chain, values, rid_col)
+    if modifier == "missing":
+        if values[0] not in ("true", "false"):
+            raise Invalid(f"{name} must be true or false", expression=name)
+        table = TABLE_BY_TYPE["token" if sp.type == "composite" else sp.type]
+        codes = [f"{code}$0"] if sp.type == "composite" else [code]
+        has = select(table.c.rid).where(table.c.res_type.in_(types), table.c.param.in_(codes))
+        return not_(rid_col.in_(has)) if values[0] == "true" else rid_col.in_(has)
+    type_modifier = sp.type == "reference" and bool(modifier) and modifier[:1].isupper()
+    if modifier and modifier not in C.MODIFIERS.get(sp.type, set()) and not type_modifier:
+        raise Invalid(f"modifier :{modifier} is not supported on {code}", code="not-supported", expression=name)
+    if sp.type == "composite":
+        return or_(*(rid_col.in_(_composite_subquery(qc, types, sp, v, name)) for v in values))
+    t = TABLE_BY_TYPE[sp.type].alias()
+    conds = [_value_cond(qc, sp, t, v, modifier, name) for v in values]
+    param = code + ":of-type" if modifier == "of-type" else code
+    sub = select(t.c.rid).where(t.c.res_type.in_(types) if len(types) > 1 else t.c.res_type == types[0],
+                                t.c.param == param, or_(*conds))
+    if modifier == "not":
+        return not_(rid_col.in_(sub))
+    return rid_col.in_(sub)
+
+
+def _value_cond(qc: QueryContext, sp: SearchParam, t: Any, v: str, modifier: str | None, name: str) -> ColumnElement[bool]:
+    if sp.type == "token":
+        return C.token_cond(t, v, None if modifier == "not" else modifier, name)
+    if sp.type == "string":
+        return C.string_cond(t, v, modifier, qc.is_pg)
+    if sp.type == "date":
+        return C.date_cond(t, v, name)
+    if sp.type == "reference":
+        return C.reference_cond(t, v, modifier, sp.targets, qc.base_url, name)
+    if sp.type == "quantity":
+        return C.number_cond(t, v, name, units=True)
+    if sp.type == "number":
+        return C.number_cond(t, v, name, units=False)
+    if sp.type == "uri":
+        return C.uri_cond(t, v, modifier, qc.is_pg)
+    raise _Unknown(name)
+
+
+def _composite_subquery(qc: QueryContext, types: list[str], sp: SearchParam, value: str, name: str) -> Any:
+    comps = REGISTRY.components_for(sp, types[0])
+    parts = split_escaped(value, "$")
+    if len(parts) != len(comps):
+        raise Invalid(f"{name}: expected {len(comps)} components separated by $", expression=name)
+    aliases = [TABLE_BY_TYPE[c.type].alias() for c in comps]
+    first = aliases[0]
+    where: list[Any] = [first.c.res_type.in_(types)]
+    for i, (comp, t, part) in enumerate(zip(comps, aliases, parts, strict=True)):
+        fake = SearchParam(code=sp.code, type=comp.type, url="", description="", bases=(), expression="")
+        where += [t.c.param == f"{sp.code}${i}", _value_cond(qc, fake, t, part, None, name)]
+        if i:
+            where += [t.c.rid == first.c.rid, t.c.grp == first.c.grp]
+    return select(first.c.rid).where(*where)
+
+
+def _chain_cond(
+    qc: QueryContext, types: list[str], sp: SearchParam, modifier: str | None, chain: str,
+    values: list[str], rid_col: Any,
+) -> ColumnElement[bool]:
+    next_code = chain.split(".", 1)[0].split(":", 1)[0]
+    candidates = [modifier] if modifier else list(sp.targets)
+    targets = [t for t in candidates if next_code == "_id" or REGISTRY.get(t, next_code) is not None
+               or next_code.startswith("_has")]
+    if not targets:
+        raise _Unknown(f"{sp.code}.{chain}")
+    r = search_reference.alias()
+    tgt = rc.alias()
+    per_type = []
+    for ttype in targets:
+        inner = criterion_cond(qc, [ttype], chain, values, tgt.c.rid)
+        g = gate_cond(qc, [ttype], tgt.c.res_type, tgt.c.rid)
+        per_type.append(and_(tgt.c.res_type == ttype, inner, g if g is not None else true()))
+    sub = (
+        select(r.c.rid)
+        .select_from(r.join(tgt, and_(tgt.c.res_type == r.c.target_type, tgt.c.res_id == r.c.target_id)))
+        .where(r.c.res_type.in_(types), r.c.param == sp.code, tgt.c.deleted.is_(False), or_(*per_type))
+    )
+    return rid_col.in_(sub)
+
+
+def _has_cond(qc: QueryContext, types: list[str], name: str, values: list[str], rid_col: Any) -> ColumnElement[bool]:
+    parts = name.split(":", 3)
+    if len(parts) != 4:
+        raise Invalid(f"{name}: expected _has:Type:reference:parameter", expression=name)
+    _, src_type, ref_code, rest = parts
+    ref_sp = REGISTRY.get(src_type, ref_code)
+    if ref_sp is None or ref_sp.type != "reference":
+        raise _Unknown(name)
+    src = rc.alias()
+    r = search_reference.alias()
+    tgt = rc.alias()
+    src_conds = [src.c.res_type == src_type, src.c.deleted.is_(False),
+                 criterion_cond(qc, [src_type], rest, values, src.c.rid)]
+    sources = select(src.c.rid).where(*_with_gate(qc, [src_type], src.c.res_type, src.c.rid, *src_conds))
+    sub = (
+        select(tgt.c.rid)
+        .select_from(tgt.join(r, and_(r.c.target_type == tgt.c.res_type, r.c.target_id == tgt.c.res_id)))
+        .where(tgt.c.res_type.in_(types), r.c.res_type == src_type, r.c.param == ref_code, r.c.rid.in_(sources))
+    )
+    return rid_col.in_(sub)
+
+
+def compartment_cond(types: list[str], compartment: tuple[str, str], rid_col: Any) -> ColumnElement[bool]:
+    """Membership of the Patient compartment (compartmentdefinition-patient.html)."""
+    ctype, cid = compartment
+    if ctype != "Patient":
+        raise Invalid(f"compartment {ctype} is not supported", code="not-supported")
+    conds: list[Any] = []
+    for t in types:
+        codes = PATIENT_COMPARTMENT.get(t)
+        if codes:
+            r = search_reference.alias()
+            conds.append(rid_col.in_(select(r.c.rid).where(
+                r.c.res_type == t, r.c.param.in_(codes), r.c.target_type == "Patient", r.c.target_id == cid)))
+        if t == "Patient":
+            conds.append(rid_col.in_(select(rc.c.rid).where(rc.c.res_type == "Patient", rc.c.res_id == cid)))
+    return or_(*conds) if conds else false()
+
+
+_SORT_COLS = {"token": "code", "string": "norm", "reference": "target_id", "quantity": "low",
+              "number": "low", "uri": "value"}
+_SENTINEL: dict[str, Any] = {"token": "", "string": "", "reference": "", "uri": "",
+                             "quantity": -1e300, "number": -1e300, "date": MIN_DT}
+
+
+def sort_expression(types: list[str], code: str, desc: bool) -> tuple[Any, str]:
+    """(SQL expression, kind) of a sort key; kind tells the cursor how to encode values."""
+    if code == "_id":
+        return rc.c.res_id, "str"
+    sp = _same_param(types, code)
+    if sp.type == "composite":
+        raise Invalid(f"cannot sort on composite parameter {code}", code="not-supported", expression="_sort")
+    table = TABLE_BY_TYPE[sp.type]
+    if sp.type == "date":
+        col = table.c.high if desc else table.c.low
+    else:
+        col = table.c[_SORT_COLS[sp.type]]
+    agg = func.max(col) if desc else func.min(col)
+    sub = select(agg).where(table.c.rid == rc.c.rid, table.c.param == code).scalar_subquery()
+    sentinel = _SENTINEL[sp.type]
+    expr = func.coalesce(sub, literal(sentinel, type_=col.type))
+    kind = "date" if sp.type == "date" else ("num" if isinstance(sentinel, float) else "str")
+    return expr, kind
+
+
+def keyset_cond(keys: list[tuple[Any, bool]], position: list[Any]) -> ColumnElement[bool]:
+    """Rows strictly after ``position`` in the order of ``keys`` ((expr, descending) ...)."""
+    ors = []
+    for i, (expr, desc) in enumerate(keys):
+        eqs = [keys[j][0] == position[j] for j in range(i)]
+        ors.append(and_(*eqs, expr < position[i] if desc else expr > position[i]))
+    return or_(*ors)
+
+
+def decode_key(kind: str, value: Any) -> Any:
+    if kind == "date" and isinstance(value, str):
+        return datetime.fromisoformat(value)
+    return value
+
+
+def encode_key(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=None).isoformat()
+    return value
