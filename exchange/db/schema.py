@@ -17,6 +17,7 @@ TABLE_MODULES = (
     "exchange.search.tables",
     "exchange.auth.tables",
     "exchange.audit.tables",
+    "consent.tables",
     "adapters.tables",
     "adapters.hl7v2.tables",
 )

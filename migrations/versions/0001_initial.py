@@ -152,6 +152,36 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('client_id', 'jti', name=op.f('pk_auth_used_jti'))
     )
     op.create_index('ix_auth_used_jti_expires_at', 'auth_used_jti', ['expires_at'], unique=False)
+    op.create_table('consent_fact',
+    sa.Column('rid', sa.BigInteger(), autoincrement=False, nullable=False),
+    sa.Column('res_type', sa.String(length=64), nullable=False),
+    sa.Column('res_id', sa.String(length=64), nullable=False),
+    sa.Column('patient_id', sa.String(length=64), nullable=True),
+    sa.Column('author_org', sa.String(length=64), nullable=True),
+    sa.Column('restricted', sa.Boolean(), nullable=False),
+    sa.Column('not_for_patient', sa.Boolean(), nullable=False),
+    sa.Column('care_pref', sa.Boolean(), nullable=False),
+    sa.Column('directive', sa.Boolean(), nullable=False),
+    sa.Column('ods_code', sa.String(length=64), nullable=True),
+    sa.PrimaryKeyConstraint('rid', name=op.f('pk_consent_fact'))
+    )
+    op.create_index('ix_consent_fact_directive_patient', 'consent_fact', ['directive', 'patient_id'], unique=False)
+    op.create_index('ix_consent_fact_ods_code', 'consent_fact', ['ods_code'], unique=False)
+    op.create_index('ix_consent_fact_patient_id', 'consent_fact', ['patient_id'], unique=False)
+    op.create_table('consent_link',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('rid', sa.BigInteger(), nullable=False),
+    sa.Column('patient_id', sa.String(length=64), nullable=False),
+    sa.Column('kind', sa.String(length=32), nullable=False),
+    sa.Column('org_ref', sa.String(length=128), nullable=True),
+    sa.Column('org_ods', sa.String(length=64), nullable=True),
+    sa.Column('period_end', sa.DateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_consent_link'))
+    )
+    op.create_index('ix_consent_link_org_ods', 'consent_link', ['org_ods'], unique=False)
+    op.create_index('ix_consent_link_org_ref', 'consent_link', ['org_ref'], unique=False)
+    op.create_index('ix_consent_link_patient_id', 'consent_link', ['patient_id'], unique=False)
+    op.create_index('ix_consent_link_rid', 'consent_link', ['rid'], unique=False)
     op.create_table('ig_user',
     sa.Column('username', sa.String(length=128), nullable=False),
     sa.Column('password_hash', sa.String(length=256), nullable=False),
@@ -298,6 +328,15 @@ def downgrade() -> None:
     op.drop_table('search_date')
     op.drop_table('resource_current')
     op.drop_table('ig_user')
+    op.drop_index('ix_consent_link_rid', table_name='consent_link')
+    op.drop_index('ix_consent_link_patient_id', table_name='consent_link')
+    op.drop_index('ix_consent_link_org_ref', table_name='consent_link')
+    op.drop_index('ix_consent_link_org_ods', table_name='consent_link')
+    op.drop_table('consent_link')
+    op.drop_index('ix_consent_fact_patient_id', table_name='consent_fact')
+    op.drop_index('ix_consent_fact_ods_code', table_name='consent_fact')
+    op.drop_index('ix_consent_fact_directive_patient', table_name='consent_fact')
+    op.drop_table('consent_fact')
     op.drop_index('ix_auth_used_jti_expires_at', table_name='auth_used_jti')
     op.drop_table('auth_used_jti')
     op.drop_table('auth_client')
