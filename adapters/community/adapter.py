@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from adapters.base import MappingContext, RecordError, SourceAdapter, SourceLocation, SourceRecord
 from adapters.community import map_care, map_eol, terms
 from adapters.social_care.adapter import locate_files, rows_with_repeats
@@ -131,4 +133,6 @@ class CommunityAdapter(SourceAdapter):
                     f"{record.source_id} also on line {data['_repeat_of']} with different "
                     "values; this later row wins"
                 )
-        return MAPPERS[record.kind](data, ctx)
+        # each resource is returned as its own tree (mappers share sub-objects such as
+        # the subject reference; the pipeline rewrites references in place)
+        return orjson.loads(orjson.dumps(MAPPERS[record.kind](data, ctx)))

@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from adapters.base import MappingContext, RecordError, SourceAdapter, SourceLocation, SourceRecord
 from adapters.social_care import map_people, map_person, map_services, terms
 from adapters.social_care.csvfeed import CsvRow, read_csv
@@ -170,4 +172,6 @@ class SocialCareAdapter(SourceAdapter):
                     f"{record.source_id} also on line {data['_repeat_of']} with different "
                     "values; this later row wins"
                 )
-        return MAPPERS[record.kind](data, ctx)
+        # each resource is returned as its own tree (mappers share sub-objects such as
+        # the subject reference; the pipeline rewrites references in place)
+        return orjson.loads(orjson.dumps(MAPPERS[record.kind](data, ctx)))
