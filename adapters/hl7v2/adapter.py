@@ -86,6 +86,7 @@ class Hl7v2Adapter(SourceAdapter):
     version = "1.0"
     description = "Hospital HL7 v2 (ADT, ORU^R01, MDM^T02) files; live feeds via `exchange mllp`"
     default_source_system = "hl7v2"
+    source_kind = "hospital"
 
     def read(self, paths: Sequence[Path]) -> Iterator[SourceRecord | RecordError]:
         for path in _files(paths):

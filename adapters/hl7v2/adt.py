@@ -17,7 +17,7 @@ A07    inpatient -> outpatient             in-progress, class AMB
 A08    update patient information          status from PV1 (finished if PV1-45)
 A09    patient departing (tracking)        in-progress
 A10    patient arriving (tracking)         in-progress
-A11    cancel admit / visit                entered-in-error
+A11    cancel admit / visit                retracted (entered-in-error)
 A12    cancel transfer                     in-progress, back at PV1-3
 A13    cancel discharge                    in-progress, period.end removed
 A28    add person                          Patient only
@@ -26,10 +26,11 @@ A34    merge patient information           Patient + Patient.link (see merges)
 A40    merge patient identifier list       Patient + Patient.link (see merges)
 =====  ==================================  =========================================
 
-Merges: the surviving Patient (PID) gets ``link`` type ``replaces`` -> the merged
-Patient (MRG-1) and the merged Patient gets ``active: false`` and ``link`` type
-``replaced-by`` -> the survivor (FHIR R4 patient.html#links). Both are returned so the
-pipeline can move references (adapters/pipeline.py merge handling).
+Merges (A34/A40): the surviving person (PID) is mapped and the pipeline is asked to
+merge the person named in MRG-1 into it (``ctx.request_merge``); the pipeline links the
+shared Patients (FHIR R4 patient.html#links: replaces / replaced-by) and moves
+references. A11 asks the pipeline to retract the Encounter (``ctx.retract``), which
+makes it entered-in-error; its clinical segments are not applied.
 """
 
 from __future__ import annotations
@@ -70,6 +71,9 @@ def map_adt(b: MessageBuilder) -> None:
     b.organisation()
     if event in MERGES:
         _merge(b, patient)
+    elif event == "A11":
+        _cancel_admit(b)
+        return
     elif event in ENCOUNTER_EVENTS:
         _encounter(b, event)
     for i, obx in enumerate(b.msg.all("OBX"), start=1):
@@ -92,11 +96,19 @@ def _merge(b: MessageBuilder, survivor: dict[str, Any]) -> None:
     merged = b.merged_patient(mrg)
     if merged["id"] == survivor["id"]:
         raise MappingError("MRG-1 names the same patient as PID-3", "MRG-1")
-    merged["link"] = [{"other": {"reference": f"Patient/{survivor['id']}"},
-                       "type": "replaced-by"}]
-    survivor.setdefault("link", []).append(
-        {"other": {"reference": f"Patient/{merged['id']}"}, "type": "replaces"})
-    b.add(merged)
+    b.ctx.request_merge(survivor=survivor["id"], merged=merged["id"])
+
+
+def _cancel_admit(b: MessageBuilder) -> None:
+    """A11: the admission / visit did not happen; retract the Encounter it created."""
+    pv1 = b.msg.first("PV1")
+    if pv1 is None or not pv1.get(19):
+        raise MappingError("ADT^A11 needs the visit number (PV1-19) of the visit it cancels",
+                           "PV1-19")
+    b.ctx.retract("Encounter", safe_key("enc", pv1.get(19)))
+    extra = sorted({s.name for s in b.msg.segments} & {"OBX", "AL1", "DG1"})
+    if extra:
+        b.warn(f"cancel admit: {', '.join(extra)} of the cancelled visit not applied")
 
 
 def _location(f: Field, status: str) -> dict[str, Any] | None:

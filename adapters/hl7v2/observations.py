@@ -5,12 +5,12 @@ value type selects ``value[x]``, OBX-3 -> code, OBX-6 -> unit (UCUM when coded s
 OBX-7 -> referenceRange, OBX-8 -> interpretation, OBX-11 -> status, OBX-14 ->
 effective, OBX-16 -> performer.
 
-A resuscitation decision (SNOMED 450475007 "For cardiopulmonary resuscitation",
+A resuscitation decision (SNOMED 450475007 "For attempted cardiopulmonary resuscitation",
 450476008 "Not for attempted cardiopulmonary resuscitation", 304252001 "For
 resuscitation", 304253006 "Not for resuscitation") in OBX-3 or OBX-5 also becomes a
 Flag with that code, ``period.start`` = the decision date (OBX-14) and ``author`` = the
 deciding clinician (OBX-16), which is what the end-of-life engine reads
-(docs/care-preferences.md).
+(docs/care-preferences.md; codes as in exchange/operations/eol_codes.yaml).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from adapters.hl7v2.builder import MessageBuilder, safe_key
 from adapters.hl7v2.parser import Field, Segment
 
 CPR_CODES = {
-    "450475007": "For cardiopulmonary resuscitation",
+    "450475007": "For attempted cardiopulmonary resuscitation",
     "450476008": "Not for attempted cardiopulmonary resuscitation",
     "304252001": "For resuscitation",
     "304253006": "Not for resuscitation",
