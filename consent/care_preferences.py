@@ -39,6 +39,7 @@ class CarePreferenceCodes:
     consent_categories: frozenset[tuple[str, str]]
     attorney_relationships: frozenset[tuple[str, str]]
     tags: frozenset[tuple[str, str]]
+    tag_systems: frozenset[str] = frozenset()
 
 
 def _pairs(items: Any) -> set[tuple[str, str]]:
@@ -79,6 +80,7 @@ def load_codes(path: str | None = None, eol_path: str | None = None) -> CarePref
         consent_categories=frozenset(_pairs(doc.get("consent_categories"))),
         attorney_relationships=frozenset(_pairs(doc.get("attorney_relationships"))),
         tags=frozenset(_pairs(doc.get("tags"))),
+        tag_systems=frozenset(str(x) for x in doc.get("tag_systems") or []),
     )
 
 
@@ -101,7 +103,7 @@ def is_care_preference(resource: dict[str, Any], codes: CarePreferenceCodes | No
         return False
     tags = {(t.get("system"), t.get("code")) for t in (resource.get("meta") or {}).get("tag") or []
             if isinstance(t, dict)}
-    if tags & cp.tags:
+    if tags & cp.tags or any(system in cp.tag_systems for system, _c in tags):
         return True
     if rtype == "Consent":
         if any(c[1] == "patient-privacy" for c in _codings_of(resource.get("scope"))):

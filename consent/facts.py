@@ -18,12 +18,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import unquote
 
 import orjson
 from sqlalchemy import Connection, delete, insert, select
 
 from consent.care_preferences import is_care_preference
-from consent.directives import in_period, parse_instant
+from consent.directives import parse_instant
 from consent.labels import security_labels
 from consent.policy import Policy
 from consent.tables import consent_fact, consent_link
@@ -64,7 +65,7 @@ def author_org_of(resource: dict[str, Any], policy: Policy) -> str | None:
             return str(t["code"])
     src = meta.get("source")
     if isinstance(src, str) and src.startswith(SOURCE_PREFIX):
-        return src[len(SOURCE_PREFIX):].split("#")[0] or None
+        return unquote(src[len(SOURCE_PREFIX):].split("#")[0]) or None
     return None
 
 
@@ -196,16 +197,21 @@ def reindex_facts(conn: Connection, policy: Policy | None = None) -> int:
     """Rebuild the consent tables from the current versions; returns resources indexed."""
     conn.execute(delete(consent_fact))
     conn.execute(delete(consent_link))
-    q = (select(rc.c.rid, rc.c.res_type, rv.c.content)
-         .select_from(rc.join(rv, rv.c.seq == rc.c.seq))
-         .where(rc.c.deleted.is_(False)))
-    n = 0
-    for row in conn.execute(q):
-        if row.content is not None:
-            index_facts(conn, row.rid, row.res_type, orjson.loads(bytes(row.content)), policy)
-            n += 1
-    return n
+    n, last = 0, -1
+    while True:
+        q = (select(rc.c.rid, rc.c.res_type, rv.c.content)
+             .select_from(rc.join(rv, rv.c.seq == rc.c.seq))
+             .where(rc.c.deleted.is_(False), rc.c.rid > last)
+             .order_by(rc.c.rid).limit(500))
+        rows = conn.execute(q).all()
+        if not rows:
+            return n
+        for row in rows:
+            if row.content is not None:
+                index_facts(conn, row.rid, row.res_type, orjson.loads(bytes(row.content)), policy)
+                n += 1
+        last = rows[-1].rid
 
 
-__all__ = ["Facts", "Link", "author_org_of", "facts_of", "in_period", "index_facts",
+__all__ = ["Facts", "Link", "author_org_of", "facts_of", "index_facts",
            "links_of", "patient_id_of", "reindex_facts"]

@@ -301,7 +301,7 @@ class ConsentGate:
                 return hide_all_but(reference)
             conds = [] if sp.legally_restricted else [restricted]
             if sp.access == "types":
-                conds.append(f.c.res_type.not_in(sorted(sp.resource_types)))
+                conds.append(f.c.res_type.not_in(sorted(sp.resource_types | pol.non_patient_types)))
             return or_(*conds) if conds else None
         group = pol.group_for_role(req.role)
         purpose = req.purpose_of_use or "TREAT"
