@@ -93,8 +93,9 @@ def consume_jti(conn: Connection, client_id: str, jti: Any, exp: int, now: int) 
         dialect.insert(auth_used_jti)
         .values(client_id=client_id, jti=jti, expires_at=exp + CLOCK_SKEW)
         .on_conflict_do_nothing()
+        .returning(auth_used_jti.c.jti)  # rowcount is not reliable here on psycopg 3
     )
-    return conn.execute(stmt).rowcount == 1
+    return conn.execute(stmt).first() is not None
 
 
 def verify_client_assertion(

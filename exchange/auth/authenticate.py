@@ -28,7 +28,7 @@ from exchange.auth.jws import SMART_ALGS, JWSError, split, verify
 from exchange.auth.keys import CLOCK_SKEW, load_keys
 from exchange.auth.scopes import confine
 from exchange.auth.token import ACCESS_TOKEN_TYP, token_lifetime
-from exchange.auth.trusted import TrustedIssuer, issuer_keys, load_trusted_issuers
+from exchange.auth.trusted import DEFAULT_CLAIMS, TrustedIssuer, issuer_keys, load_trusted_issuers
 from exchange.outcome import Unauthorized, Unavailable
 from exchange.pipeline.context import ANONYMOUS, Requester
 from exchange.settings import Settings
@@ -115,7 +115,8 @@ def _check_claims(claims: dict[str, Any], audience: str, now: int) -> None:
 
 
 def _claim(claims: dict[str, Any], issuer: TrustedIssuer | None, field: str) -> Any:
-    name = field if issuer is None else issuer.claims.get(field, field)
+    mapping = DEFAULT_CLAIMS if issuer is None else issuer.claims
+    name = mapping.get(field, field)
     if field == "client_id" and issuer is not None and name not in claims:
         name = "azp" if "azp" in claims else name
     return claims.get(name)

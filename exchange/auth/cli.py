@@ -158,11 +158,16 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _db(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--database", help="database URL (default EXCHANGE_DATABASE_URL)")
+    return parser
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``clients``, ``keys`` and ``token`` to the ``exchange`` command line."""
     clients = subparsers.add_parser("clients", help="register and manage SMART clients")
     csub = clients.add_subparsers(dest="clients_command", required=True)
-    reg = csub.add_parser("register", help="register (or update) a client and its public keys")
+    reg = _db(csub.add_parser("register", help="register (or update) a client and its keys"))
     reg.add_argument("--client-id", required=True)
     reg.add_argument("--jwks", required=True, help="file with the client's public JWKS")
     reg.add_argument("--scope", required=True, help='e.g. "system/*.rs user/*.rs"')
@@ -171,19 +176,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="allow the jwt-bearer user grant for its organisations")
     reg.add_argument("--name", help="a human-readable name")
     reg.set_defaults(func=cmd_clients_register)
-    csub.add_parser("list", help="list registered clients").set_defaults(func=cmd_clients_list)
+    _db(csub.add_parser("list", help="list registered clients")).set_defaults(func=cmd_clients_list)
     for name, func in (("disable", cmd_clients_disable), ("enable", cmd_clients_enable)):
-        p = csub.add_parser(name, help=f"{name} a client (its tokens stop working at once)"
-                            if name == "disable" else "re-enable a client")
+        p = _db(csub.add_parser(name, help=f"{name} a client (its tokens stop working at once)"
+                                if name == "disable" else "re-enable a client"))
         p.add_argument("client_id")
         p.set_defaults(func=func)
 
     keys = subparsers.add_parser("keys", help="the exchange's token-signing keys")
     ksub = keys.add_subparsers(dest="keys_command", required=True)
-    ksub.add_parser("rotate", help="start signing with a new key").set_defaults(func=cmd_keys_rotate)
-    ksub.add_parser("jwks", help="print the public JWKS").set_defaults(func=cmd_keys_jwks)
+    _db(ksub.add_parser("rotate", help="start signing with a new key")).set_defaults(
+        func=cmd_keys_rotate
+    )
+    _db(ksub.add_parser("jwks", help="print the public JWKS")).set_defaults(func=cmd_keys_jwks)
 
-    tok = subparsers.add_parser("token", help="mint a local access token (development mode only)")
+    tok = _db(subparsers.add_parser("token", help="mint a local access token (dev mode only)"))
     tok.add_argument("--client-id", default="dev-cli")
     tok.add_argument("--scope", default="user/*.cruds")
     tok.add_argument("--practitioner", help="SDS user id (makes a user token)")

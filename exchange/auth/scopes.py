@@ -116,7 +116,7 @@ def intersect(requested: Scope, registered: Scope) -> Scope | None:
     if not perms:
         return None
     query = requested.query + tuple(q for q in registered.query if q not in requested.query)
-    return Scope(requested.context, rtype, perms, query, requested.v1 and registered.v1)
+    return Scope(requested.context, rtype, perms, query, requested.v1)
 
 
 def grant(
@@ -154,7 +154,7 @@ def _usable(requester: Requester) -> list[Scope]:
     """Scopes that count for this requester (patient/ scopes need a bound patient)."""
     return [
         s
-        for s in parse_scopes(confine(requester.scopes))
+        for s in parse_scopes(confine(sorted(requester.scopes)))
         if s.context != "patient" or requester.patient_id or requester.kind == "anonymous"
     ]
 
