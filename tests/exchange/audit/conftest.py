@@ -1,3 +1,8 @@
 """Fixtures for the audit tests (defined in audit_helpers, shared with the console tests)."""
 
-from audit_helpers import audit_db, sink  # noqa: F401
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from audit_helpers import audit_db, sink  # noqa: E402, F401
