@@ -119,3 +119,35 @@ def client(app):  # noqa: ANN001, ANN201
 
     with TestClient(app) as c:
         yield c
+
+
+@pytest.fixture(scope="module")
+def live_server(db_url: str, var_dir: Path, engine):  # noqa: ANN001, ANN201
+    """A running server (auth/consent/audit off) whose base URL matches its real port."""
+    import socket
+
+    from exchange.app import create_app
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    settings = Settings(database_url=db_url, base_url=f"http://127.0.0.1:{port}/fhir", var_dir=var_dir,
+                        auth_enabled=False, consent_enabled=False, audit_enabled=False, secret_key="test-secret")
+    import uvicorn
+
+    app = create_app(settings, engine=engine)
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    server = uvicorn.Server(config)
+    import threading
+    import time
+
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if server.started:
+            break
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}/fhir"
+    server.should_exit = True
+    thread.join(timeout=10)
