@@ -75,7 +75,7 @@ def _approx_delta(low: datetime, high: datetime) -> timedelta:
 
 def date_cond(t: Any, raw: str, name: str) -> ColumnElement[bool]:
     prefix, text = split_prefix(raw)
-    rng = V.date_range(text)
+    rng = V.date_range(text.replace(" ", "+"))  # an unencoded "+" of a zone arrives as a space
     if rng is None:
         raise Invalid(f"{name}: invalid date {text!r}", expression=name)
     sl, sh = rng
