@@ -149,7 +149,9 @@ class SocialCareAdapter(SourceAdapter):
                     "file missing from the extract: none of its records were read",
                 )
                 continue
-            rows = read_csv(path, encoding=ENCODING, expected=expected, key_columns=(key,))
+            rows = read_csv(
+                path, encoding=ENCODING, expected=expected, key_columns=(key,), id_prefix=kind
+            )
             for item in rows_with_repeats(rows, kind, key):
                 if isinstance(item, SourceRecord):
                     if kind == "worker":

@@ -63,12 +63,27 @@ def _decoded_lines(path: Path, encoding: str) -> Iterator[_Line]:
                     raw = raw[len(_BOM) :]
                     encoding = enc = "utf-8"
             try:
-                yield _Line(number, raw.decode(enc), None)
+                text = raw.decode(enc)
             except UnicodeDecodeError as exc:
                 reason = (
                     f"byte 0x{raw[exc.start]:02X} at column {exc.start + 1} is not valid {enc}"
                 )
                 yield _Line(number, raw.decode(enc, errors="replace"), reason)
+                continue
+            if enc != "utf-8" and not raw.isascii() and _is_utf8(raw):
+                # multi-byte UTF-8 sequences are all but impossible in real single-byte
+                # text: this line was written in UTF-8 and would load as mojibake
+                yield _Line(number, text, f"line is UTF-8 encoded, the extract is declared {enc}")
+                continue
+            yield _Line(number, text, None)
+
+
+def _is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 class _LineFeeder:
@@ -93,8 +108,14 @@ def read_csv(
     encoding: str,
     expected: Sequence[str],
     key_columns: Sequence[str] = (),
+    id_prefix: str | None = None,
 ) -> Iterator[CsvRow | RecordError]:
-    """Yield the rows of one CSV file (see the module docstring for what is reported)."""
+    """Yield the rows of one CSV file (see the module docstring for what is reported).
+
+    With ``id_prefix``, a defective row whose first key cell can still be read is
+    reported with ``source_id`` ``"{id_prefix}/{key}"`` (so the pipeline knows which
+    record was defective, and does not take it for a deletion).
+    """
     name = path.name
     feeder = _LineFeeder(_decoded_lines(path, encoding))
     reader = csv.reader(feeder, strict=True)
@@ -124,6 +145,14 @@ def read_csv(
         if missing_keys:
             return
     width = len(header)
+    key_at = header.index(key_columns[0]) if key_columns and key_columns[0] in header else None
+
+    def source_id(cells: list[str]) -> str | None:
+        if id_prefix is None or key_at is None or len(cells) <= key_at:
+            return None
+        key = cells[key_at].strip()
+        return f"{id_prefix}/{key}" if key and "\ufffd" not in key else None
+
     while True:
         try:
             cells = next(reader)
@@ -142,7 +171,11 @@ def read_csv(
             continue  # blank line
         bad = next((ln for ln in lines if ln.bad), None)
         if bad is not None:
-            yield RecordError(SourceLocation(name, bad.number), f"wrong encoding: {bad.bad}")
+            yield RecordError(
+                SourceLocation(name, bad.number),
+                f"wrong encoding: {bad.bad}",
+                source_id=source_id(cells),
+            )
             continue
         if len(cells) != width:
             ends_open = lines[-1].text and not lines[-1].text.endswith(("\n", "\r"))
@@ -150,6 +183,7 @@ def read_csv(
             yield RecordError(
                 SourceLocation(name, start),
                 f"row has {len(cells)} cells, header has {width}{hint}",
+                source_id=source_id(cells),
             )
             continue
         yield CsvRow(name, start, {h: c.strip() for h, c in zip(header, cells, strict=True)})
