@@ -97,9 +97,9 @@ def source_of(res: dict[str, Any], book: CodeBook) -> str:
 
 def _kind_tag(res: dict[str, Any], book: CodeBook) -> CodeEntry | None:
     for t in (res.get("meta") or {}).get("tag") or []:
-        if isinstance(t, dict) and t.get("system") == book.kind_system:
+        if isinstance(t, dict):
             hit = book.lookup(t)
-            if hit:
+            if hit and hit.system == book.kind_system:
                 return hit
     return None
 
@@ -170,10 +170,22 @@ def classify(res: dict[str, Any], book: CodeBook | None = None) -> Preference | 
     pref = handler(res, book)
     if pref is None:
         return None
+    if pref.record_status == "cancelled" and _declared_superseded(res):
+        pref.record_status = "superseded"
     if not pref.source_org:
         pref.source_org = pref.author_display if (pref.author_ref or "").startswith("Organization/") else None
     pref.details = [d for d in pref.details if d][:MAX_DETAILS]
     return pref
+
+
+def _declared_superseded(res: dict[str, Any]) -> bool:
+    """True when the source says (in an ``...entry-status`` extension) the record was superseded."""
+    for ext in res.get("extension") or []:
+        if isinstance(ext, dict) and str(ext.get("url", "")).endswith("entry-status"):
+            coding = ext.get("valueCoding") or {}
+            if str(coding.get("code", "")).lower() == "superseded":
+                return True
+    return False
 
 
 def _flag(res: dict[str, Any], book: CodeBook) -> Preference | None:

@@ -117,6 +117,10 @@ def parse_codebook(data: dict[str, Any]) -> CodeBook:
             markers = tuple(m.lower() for m in spec["questionnaire_markers"])
         if spec.get("attorney_roles"):
             roles = frozenset(spec["attorney_roles"])
+    for alias in data.get("kind_system_aliases") or []:
+        for (system, code), entry in list(by_coding.items()):
+            if system == systems["kind"]:
+                by_coding.setdefault((alias, code), entry)
     missing = set(KIND_ORDER) - set(titles)
     if missing:
         raise ValueError(f"eol_codes: kinds missing: {sorted(missing)}")

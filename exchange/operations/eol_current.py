@@ -2,8 +2,8 @@
 
 Pure functions over :class:`~exchange.operations.eol_model.Preference` items:
 
-1. Entered-in-error, cancelled (inactive / revoked / rejected) and draft records are
-   shown as such, never as current.
+1. Entered-in-error, cancelled (inactive / revoked / rejected), source-declared
+   superseded and draft records are shown as such, never as current.
 2. For each (source, kind, topic) the latest active decision (by decision date, then
    ``meta.lastUpdated``) is the candidate; earlier active ones are *superseded* by it.
 3. A candidate whose review date has passed is *review-overdue*: shown, flagged as
@@ -34,7 +34,8 @@ from exchange.operations.eol_model import (
     Preference,
 )
 
-_BY_STATUS = {"cancelled": CANCELLED, "entered-in-error": ENTERED_IN_ERROR, "draft": NOT_YET_ACTIVE}
+_BY_STATUS = {"cancelled": CANCELLED, "entered-in-error": ENTERED_IN_ERROR, "draft": NOT_YET_ACTIVE,
+              "superseded": SUPERSEDED}
 
 
 def describe(p: Preference) -> str:
@@ -100,14 +101,20 @@ def _warnings(items: list[Preference]) -> list[CareWarning]:
         if p.state == REVIEW_OVERDUE:
             out.append(CareWarning(
                 "review-overdue",
-                f"{titles[p.kind]}: review date {p.review.text if p.review else ''} has passed for "
-                f"{describe(p)}. Needs review; not treated as current.",
+                f"Review date {p.review.text if p.review else ''} has passed for "
+                f"{_titled(p, titles)}. Needs review; not treated as current.",
                 p,
             ))
-        elif p.state == CURRENT and (p.decided is None or not (p.author_display or p.author_ref)):
+        elif p.kind == "cpr" and p.state == CURRENT and (p.decided is None or not (p.author_display or p.author_ref)):
             missing = " and ".join(x for x, ok in (("decision date", p.decided), ("author", p.author_display or p.author_ref)) if not ok)
-            out.append(CareWarning("incomplete", f"{titles[p.kind]}: {describe(p)} has no recorded {missing}.", p))
+            out.append(CareWarning("incomplete", f"{_titled(p, titles)} has no recorded {missing}.", p))
     return out
+
+
+def _titled(p: Preference, titles: dict[str, str]) -> str:
+    title = titles.get(p.kind, p.kind)
+    text = describe(p)
+    return text if p.label.lower().startswith(title.lower()) else f"{title.lower()}: {text}"
 
 
 def _display_order(p: Preference) -> tuple[int, int, float]:

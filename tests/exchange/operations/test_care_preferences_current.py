@@ -237,3 +237,16 @@ def test_parse_fhir_date_precisions() -> None:
     assert parse_fhir_date("2025-02").end.day == 28  # type: ignore[union-attr]
     assert parse_fhir_date("2025-02-03T10:00:00+01:00").start.hour == 9  # type: ignore[union-attr]
     assert parse_fhir_date("garbage") is None and parse_fhir_date(None) is None
+
+
+def test_source_declared_superseded_is_shown_as_superseded() -> None:
+    ext = [{"url": "https://x.example/StructureDefinition/register-entry-status",
+            "valueCoding": {"code": "superseded"}}]
+    a = run(flag("s", "450476008", status="inactive", ext=ext))
+    assert by_id(a, "s").state == SUPERSEDED and a.current() == []
+
+
+def test_legacy_kind_system_is_still_recognised() -> None:
+    legacy = "https://care-record-exchange.example.org/fhir/CodeSystem/care-preference-kind"
+    p = classify(observation("pc", "place-of-care", system=legacy, value="Home"))
+    assert p is not None and p.kind == "place_of_care"
