@@ -27,7 +27,7 @@ from exchange.operations.eol_model import (
     Preference,
 )
 
-CANONICAL_BASE = "https://care-record-exchange.example.org/fhir"
+CANONICAL_BASE = "https://exchange.example.nhs.uk/fhir"
 SECTION_SYSTEM = f"{CANONICAL_BASE}/CodeSystem/care-preference-section"
 ISSUE_SYSTEM = f"{CANONICAL_BASE}/CodeSystem/care-preference-issue"
 EXT = f"{CANONICAL_BASE}/StructureDefinition/care-preference-"
