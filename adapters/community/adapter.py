@@ -115,7 +115,9 @@ class CommunityAdapter(SourceAdapter):
                     "file missing from the extract: none of its records were read",
                 )
                 continue
-            rows = read_csv(path, encoding=ENCODING, expected=expected, key_columns=(key,))
+            rows = read_csv(
+                path, encoding=ENCODING, expected=expected, key_columns=(key,), id_prefix=kind
+            )
             for item in rows_with_repeats(rows, kind, key):
                 if isinstance(item, SourceRecord) and kind in ("activity", "observation"):
                     contact = contacts.get(item.data.get("CONTACT_ID", ""))
