@@ -48,7 +48,8 @@ MERGES = {"A34", "A40"}
 ENCOUNTER_EVENTS = {"A01", "A02", "A03", "A04", "A05", "A06", "A07", "A08", "A09", "A10",
                     "A11", "A12", "A13"}
 SUPPORTED = PATIENT_ONLY | MERGES | ENCOUNTER_EVENTS
-MAPPED_SEGMENTS = {"MSH", "EVN", "PID", "PD1", "PV1", "PV2", "OBX", "AL1", "DG1", "MRG", "SFT"}
+MAPPED_SEGMENTS = {"MSH", "EVN", "PID", "PD1", "PV1", "PV2", "OBX", "AL1", "DG1", "MRG", "SFT",
+                   "NTE"}
 
 CLASS = {"I": "IMP", "O": "AMB", "E": "EMER", "P": "PRENC", "R": "AMB", "B": "IMP",
          "C": "AMB", "N": "AMB"}
@@ -76,9 +77,15 @@ def map_adt(b: MessageBuilder) -> None:
         return
     elif event in ENCOUNTER_EVENTS:
         _encounter(b, event)
-    for i, obx in enumerate(b.msg.all("OBX"), start=1):
-        scope = b.encounter_ref["reference"].split("/")[1] if b.encounter_ref else b.patient_key
-        map_obx(b, obx, f"{scope}-{obx.get(3) or i}-{obx.get(14) or i}")
+    scope = b.encounter_ref["reference"].split("/")[1] if b.encounter_ref else b.patient_key
+    last: dict[str, Any] | None = None
+    for i, seg in enumerate(b.msg.segments):
+        if seg.name == "OBX":
+            last = map_obx(b, seg, f"{scope}-{seg.get(3) or i}-{seg.get(14) or i}")
+        elif seg.name == "NTE" and last is not None:
+            text = "\n".join(f.get(1) for f in seg.repetitions(3) if f.get(1)).strip()
+            if text:
+                last.setdefault("note", []).append({"text": text})
     for al1 in b.msg.all("AL1"):
         _allergy(b, al1)
     for dg1 in b.msg.all("DG1"):

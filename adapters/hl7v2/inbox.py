@@ -1,0 +1,212 @@
+"""Receive (store, then acknowledge) and apply (drain in order of arrival) HL7 v2 messages.
+
+HL7 v2.5.1 section 2.9 (original-mode acknowledgment): :func:`receive` parses and
+pre-maps a message (no database writes besides the inbox), stores it durably with its
+ACK and returns the ACK; a repeat of the same MSH-10 from the same sender gets the same
+stored ACK and is not applied twice. :func:`drain` applies pending messages through the
+adapter pipeline (``adapters.pipeline.ingest``) in order of arrival. Application is
+at-least-once (a crash between applying and marking re-applies) and idempotent
+(deterministic ids, unchanged content is not rewritten), so each message takes effect
+exactly once.
+
+Out of order: ADT messages carry the whole current state of a visit, so a message older
+(EVN-2 / MSH-7) than one already applied to the same visit is stored, acknowledged and
+marked ``superseded`` instead of rolling the visit back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from adapters.base import MappingContext, MappingError, RecordError, SourceRecord
+from adapters.hl7v2 import ack as acks
+from adapters.hl7v2.adapter import Hl7v2Adapter, message_source_id, record_from_text
+from adapters.hl7v2.builder import safe_key
+from adapters.hl7v2.datatypes import DataTypeError, ts_to_fhir
+from adapters.hl7v2.parser import Message
+from adapters.hl7v2.tables import hl7v2_inbox
+from exchange.db.engine import write_tx
+from exchange.settings import Settings
+
+#: ADT events whose message is the whole current state of the visit
+STATE_EVENTS = {"A01", "A02", "A03", "A04", "A05", "A06", "A07", "A08", "A09", "A10",
+                "A11", "A12", "A13"}
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def content_hash(msg_text: str) -> str:
+    """SHA-256 of the message with MSH-7 blanked: a re-send with a new timestamp is a repeat."""
+    segments = re.split(r"\r\n|\r|\n", msg_text.strip("\x0b\x1c\r\n\ufeff"))
+    if segments and segments[0].startswith("MSH") and len(segments[0]) > 3:
+        fs = segments[0][3]
+        fields = segments[0].split(fs)
+        if len(fields) > 6:
+            fields[6] = ""
+        segments[0] = fs.join(fields)
+    return hashlib.sha256("\r".join(s for s in segments if s).encode()).hexdigest()
+
+
+def _order_info(msg: Message) -> tuple[str | None, str | None]:
+    """(subject key, UTC event time) for the out-of-order rule; None for other messages."""
+    if msg.message_code != "ADT" or msg.trigger_event not in STATE_EVENTS:
+        return None, None
+    pv1 = msg.first("PV1")
+    if pv1 is None or not pv1.get(19):
+        return None, None
+    evn = msg.first("EVN")
+    raw = (evn.get(2) if evn is not None else "") or msg.msh.get(7)
+    try:
+        when = ts_to_fhir(raw) if raw else None
+    except DataTypeError:
+        when = None
+    if when and "T" in when:
+        when = datetime.fromisoformat(when).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return safe_key("enc", pv1.get(19)), when
+
+
+def receive(engine: Engine, text: str, *, source_system: str = "hl7v2",
+            peer: str | None = None) -> str:
+    """Store one message durably and return the ACK to send (AA, AE or AR)."""
+    text = text.strip("\x0b\x1c\r\n\ufeff")
+    digest = content_hash(text)
+    record = record_from_text(text, f"mllp:{peer or 'unknown'}")
+    if isinstance(record, RecordError):
+        control = record.source_id or ""
+        ack = acks.build_ack("AR", control_id=control, reason=record.reason,
+                             error_code=acks.REQUIRED_FIELD_MISSING
+                             if "MSH-10" in (record.element or "") else acks.SEGMENT_SEQUENCE_ERROR)
+        return _store(engine, f"unparsed|{digest}", control or "?", "?", digest, text, peer,
+                      "rejected", "AR", ack, record.reason, None, None)
+    msg: Message = record.data
+    key = f"{msg.msh.raw(3)}|{msg.msh.raw(4)}|{msg.control_id}"
+    existing = _existing(engine, key)
+    if existing is not None:
+        return _repeat(existing, msg, digest)
+    status, code, reason, error_code = "pending", "AA", "", acks.APPLICATION_ERROR
+    try:
+        Hl7v2Adapter().map(record, MappingContext(source_system=source_system, feed="mllp"))
+    except MappingError as exc:
+        unsupported = exc.element == "MSH-9"
+        status, code = ("rejected", "AR") if unsupported else ("error", "AE")
+        reason = f"{exc.reason} ({exc.element})" if exc.element else exc.reason
+        error_code = acks.UNSUPPORTED_EVENT if unsupported else acks.REQUIRED_FIELD_MISSING
+    ack = acks.build_ack(code, msg=msg, reason=reason, error_code=error_code)
+    subject, when = _order_info(msg)
+    stored = _store(engine, key, msg.control_id, msg.message_type, digest, text, peer, status,
+                    code, ack, reason or None, subject, when)
+    if stored != ack:  # a concurrent sender stored the same key first
+        existing = _existing(engine, key)
+        if existing is not None:
+            return _repeat(existing, msg, digest)
+    return stored
+
+
+def _repeat(row: Any, msg: Message, digest: str) -> str:
+    if row.content_sha256 == digest:
+        return row.ack
+    return acks.build_ack(
+        "AR", msg=msg, error_code=acks.DUPLICATE_KEY,
+        reason=f"MSH-10 {msg.control_id} was already used for a different message "
+               f"(received {row.received_at:%Y-%m-%d %H:%M:%S})")
+
+
+def _existing(engine: Engine, key: str) -> Any:
+    with engine.connect() as conn:
+        return conn.execute(select(hl7v2_inbox).where(hl7v2_inbox.c.dedupe_key == key)).first()
+
+
+def _store(engine: Engine, key: str, control_id: str, mtype: str, digest: str, text: str,
+           peer: str | None, status: str, code: str, ack: str, detail: str | None,
+           subject: str | None, when: str | None) -> str:
+    try:
+        with write_tx(engine) as conn:
+            conn.execute(hl7v2_inbox.insert().values(
+                dedupe_key=key[:400], control_id=control_id[:200], message_type=mtype[:20],
+                content_sha256=digest, message=text, received_at=_now(),
+                peer=(peer or "")[:100] or None, status=status, ack_code=code, ack=ack,
+                detail=detail, subject_key=subject, event_time=when, attempts=0))
+    except IntegrityError:
+        row = _existing(engine, key)
+        return row.ack if row is not None else ack
+    return ack
+
+
+class InboxAdapter(Hl7v2Adapter):
+    """The hl7v2 adapter reading stored inbox rows instead of files."""
+
+    def __init__(self, rows: list[Any]) -> None:
+        self.rows = rows
+
+    def read(self, paths: Sequence[Path]) -> Iterator[SourceRecord | RecordError]:
+        for row in self.rows:
+            rec = record_from_text(row.message, f"mllp inbox #{row.seq}")
+            yield rec
+
+
+def pending_count(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(hl7v2_inbox).where(
+            hl7v2_inbox.c.status == "pending")).scalar_one())
+
+
+def drain(engine: Engine, settings: Settings, *, source_system: str = "hl7v2",
+          limit: int = 200) -> int:
+    """Apply up to ``limit`` pending messages in order of arrival; returns how many."""
+    from adapters.pipeline import ingest
+
+    with engine.connect() as conn:
+        rows = conn.execute(select(hl7v2_inbox).where(hl7v2_inbox.c.status == "pending")
+                            .order_by(hl7v2_inbox.c.seq).limit(limit)).all()
+        if not rows:
+            return 0
+        subjects = {r.subject_key for r in rows if r.subject_key}
+        latest: dict[str, str] = {}
+        if subjects:
+            for s, t in conn.execute(
+                select(hl7v2_inbox.c.subject_key, func.max(hl7v2_inbox.c.event_time))
+                .where(hl7v2_inbox.c.status == "applied",
+                       hl7v2_inbox.c.subject_key.in_(subjects))
+                .group_by(hl7v2_inbox.c.subject_key)):
+                if t:
+                    latest[s] = t
+    apply, superseded = [], []
+    for r in rows:
+        newest = latest.get(r.subject_key or "")
+        if r.subject_key and r.event_time and newest and r.event_time < newest:
+            superseded.append(r)
+            continue
+        apply.append(r)
+        if r.subject_key and r.event_time and (not newest or r.event_time > newest):
+            latest[r.subject_key] = r.event_time
+    failed: dict[str, str] = {}
+    if apply:
+        report = ingest(engine, settings, InboxAdapter(apply), [Path("mllp-inbox")],
+                        source_system=source_system)
+        for p in report.problems:
+            if p.severity == "error" and p.source_id:
+                failed.setdefault(p.source_id, f"{p.kind}: {p.reason}")
+    now = _now()
+    with write_tx(engine) as conn:
+        for r in superseded:
+            conn.execute(update(hl7v2_inbox).where(hl7v2_inbox.c.seq == r.seq).values(
+                status="superseded", applied_at=now, attempts=r.attempts + 1,
+                detail="older than a message already applied to the same visit"))
+        for r in apply:
+            rec = record_from_text(r.message, "inbox")
+            sid = message_source_id(rec.data) if isinstance(rec, SourceRecord) else ""
+            reason = failed.get(sid)
+            conn.execute(update(hl7v2_inbox).where(hl7v2_inbox.c.seq == r.seq).values(
+                status="failed" if reason else "applied", applied_at=now,
+                attempts=r.attempts + 1, detail=reason))
+    return len(rows)
