@@ -202,8 +202,8 @@ def _flag(res: dict[str, Any], book: CodeBook) -> Preference | None:
     for ext in res.get("extension") or []:
         if isinstance(ext, dict) and ext.get("url") == FLAG_DETAIL_EXT:
             ref, disp = ref_of(ext.get("valueReference"))
-            if ref and ref.startswith("DocumentReference/"):
-                p.document = disp or ref
+            if (ref is None and disp) or (ref and ref.startswith("DocumentReference/")):
+                p.document = disp or ref  # where the signed form / full document is
             elif ref or disp:
                 p.details.append(f"See {disp or ref}")
     if hit.kind == "mental_capacity":

@@ -211,3 +211,27 @@ def test_operation_definition_matches_the_route() -> None:
 
     spec = next(o for o in OPERATIONS if o.name == "care-preferences")
     assert spec.definition == od["url"]
+
+
+def test_demo_patient_through_a_transaction(seeded, client) -> None:  # noqa: ANN001
+    from exchange.operations.eol_demo import demo_bundle, demo_examples
+
+    hdr = {"Content-Type": "application/fhir+json"}
+    assert client.put("/fhir/Patient/eol-demo", json={"resourceType": "Patient", "id": "eol-demo"},
+                      headers=hdr).status_code in (200, 201)
+    for _ in range(2):  # idempotent: loading twice changes nothing that matters
+        r = client.post("/fhir", json=demo_bundle("eol-demo"), headers=hdr)
+        assert r.status_code == 200, r.text
+    doc = client.get("/fhir/Patient/eol-demo/$care-preferences").json()
+    s = sections(doc)
+    assert states(s["resuscitation-status"]) == {
+        "eol-demo-gp-dnacpr": "current", "eol-demo-h-forcpr": "current", "eol-demo-c-dnacpr-old": "cancelled"}
+    assert states(s["advance-decisions"]) == {"eol-demo-gp-adrt": "review-overdue"}
+    issues = [e["resource"] for e in doc["entry"] if e["resource"]["resourceType"] == "DetectedIssue"]
+    assert [i["code"]["coding"][0]["code"] for i in issues].count("conflict") == 1
+    gp = next(e for e in s["resuscitation-status"]["entry"] if e["reference"].endswith("eol-demo-gp-dnacpr"))
+    ext = {x["url"].split("care-preference-", 1)[1]: x for x in gp["extension"]}
+    assert ext["author"]["valueReference"]["display"] == "Dr Asha Patel"
+    assert ext["source-organization"]["valueString"] == "Riverside Medical Practice"
+    assert "kitchen drawer" in s["resuscitation-status"]["text"]["div"]
+    assert any("$care-preferences" in line for line in demo_examples("http://testserver/fhir", "eol-demo"))
