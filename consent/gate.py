@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Engine, and_, exists, not_, or_, select
+from sqlalchemy import ColumnElement, Connection, Engine, and_, exists, false, not_, or_, select
 
 from consent.directives import Directive, Outcome, Requesting, combine, parse_directive
 from consent.facts import facts_of
@@ -49,6 +49,7 @@ WITHHELD_NOTICE = "Some information in this record has been withheld at the pati
 CARE_PREF_NOTICE = ("End-of-life or resuscitation preferences have been withheld: the "
                     "patient's consent directive explicitly restricts them.")
 AUDIT_TYPES = frozenset({"AuditEvent"})
+DIRECTIVE_EVAL_LIMIT = 5000
 
 
 def deny(rule: str, reason: str, notice: str | None = None) -> Decision:
@@ -66,6 +67,8 @@ class _State:
     org_refs: list[str] | None = None
     relationships: dict[str, str | None] = field(default_factory=dict)
     directives: dict[str, list[Directive]] = field(default_factory=dict)
+    directive_hidden: list[int] | None = None  # rids of directive patients check denies
+    directive_overflow: bool = False
 
 
 def _root(ctx: RequestContext) -> RequestContext:
@@ -300,6 +303,9 @@ class ConsentGate:
             if sp is None or sp.access == "none":
                 return hide_all_but(reference)
             conds = [] if sp.legally_restricted else [restricted]
+            if sp.access != "full":
+                conds.append(f.c.res_type.in_(sorted(AUDIT_TYPES)))
+            conds.append(self._directive_hidden(conn, ctx, directive_patients))
             if sp.access == "types":
                 conds.append(f.c.res_type.not_in(sorted(sp.resource_types | pol.non_patient_types)))
             return or_(*conds) if conds else None
@@ -311,7 +317,13 @@ class ConsentGate:
                     and not (req.break_glass_reason or "").strip())):
             return hide_all_but(reference)
         conds = [and_(restricted, or_(f.c.author_org.is_(None),
-                                      f.c.author_org != (req.organization or "")))]
+                                      f.c.author_org != (req.organization or ""))),
+                 f.c.res_type.in_(sorted(AUDIT_TYPES)),
+                 self._directive_hidden(conn, ctx, directive_patients)]
+        if group.access == "limited":
+            allowed = group.resource_types | pol.demographic_types | pol.non_patient_types
+            conds.append(and_(about_patient, f.c.res_type.not_in(sorted(allowed)),
+                              f.c.care_pref.is_(False), f.c.patient_id.not_in(directive_patients)))
         if pol.relationship_required and not (btg and "relationship" in pol.break_glass_overrides):
             st = self._state(ctx)
             ods = req.organization
@@ -321,6 +333,34 @@ class ConsentGate:
             related = related_patients(ods, st.org_refs, cutoff, pol.relationship_links)
             conds.append(and_(about_patient, f.c.patient_id.not_in(related.scalar_subquery())))
         return or_(*conds)
+
+
+    def _directive_hidden(self, conn: Connection, ctx: RequestContext,
+                          directive_patients: Any) -> ColumnElement[bool]:
+        """Resources of patients with directives that ``check`` denies, evaluated exactly
+        (directive provisions can test codes, dates and instances that SQL cannot), so
+        that conditions (``_has``, chains) and counts never see them. Above
+        DIRECTIVE_EVAL_LIMIT resources, every non-exempt resource of those patients is
+        hidden in SQL instead (conservative) and check still decides what is shown."""
+        st = self._state(ctx)
+        f = consent_fact
+        if st.directive_hidden is None:
+            rids = list(conn.execute(select(f.c.rid).where(f.c.patient_id.in_(directive_patients))
+                                     .order_by(f.c.rid).limit(DIRECTIVE_EVAL_LIMIT + 1)).scalars())
+            st.directive_overflow = len(rids) > DIRECTIVE_EVAL_LIMIT
+            hidden: list[int] = []
+            if not st.directive_overflow:
+                from exchange.repository.store import read_many_current
+
+                scratch = RequestContext(requester=ctx.requester)
+                scratch._consent = st  # share caches, not the audit attributes of ctx
+                hidden = [r.rid for r in read_many_current(conn, rids)
+                          if self.decide(conn, scratch, r.data).effect == "deny"]
+            st.directive_hidden = hidden
+        if st.directive_overflow:
+            return and_(f.c.patient_id.in_(directive_patients), f.c.care_pref.is_(False),
+                        f.c.res_type.not_in(sorted(self.policy.demographic_types)))
+        return f.c.rid.in_(st.directive_hidden) if st.directive_hidden else false()
 
 
 def hide_all_but(keep: ColumnElement[bool]) -> ColumnElement[bool]:

@@ -304,6 +304,8 @@ def test_sql_filter_narrows_what_it_can_express(world, cengine, gate):
     assert "Organization/org-gp" in far
     hosp = _sql_visible(cengine, gate, user(HOSP))
     assert "Condition/sti-clinic" not in hosp and "Observation/obs1" in hosp
-    assert "Condition/sti4" in hosp  # p4 has a directive: left to the check
+    assert "Condition/sti4" in hosp  # explicitly permitted by p4's consent
+    assert "Observation/obs2" not in hosp and {"Patient/p2", "Flag/flag2"} <= hosp  # objection
+    assert "Flag/flag5" not in hosp
     mine = _sql_visible(cengine, gate, patient_ctx("p1"))
     assert "Observation/obs2" not in mine and "Observation/obs-nopat" not in mine
