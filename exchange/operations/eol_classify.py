@@ -384,3 +384,9 @@ def attorney_of(res: dict[str, Any], book: CodeBook | None = None) -> Attorney |
         address=addr,
         source=source_of(res, book),
     )
+
+
+def is_care_preference(res: dict[str, Any]) -> bool:
+    """True when ``res`` is a care preference or an attorney (for the consent layer's
+    "always shared for direct care" rule: one definition for both)."""
+    return classify(res) is not None or attorney_of(res) is not None

@@ -250,3 +250,14 @@ def test_legacy_kind_system_is_still_recognised() -> None:
     legacy = "https://care-record-exchange.example.org/fhir/CodeSystem/care-preference-kind"
     p = classify(observation("pc", "place-of-care", system=legacy, value="Home"))
     assert p is not None and p.kind == "place_of_care"
+
+
+def test_is_care_preference_covers_every_kind_and_attorneys() -> None:
+    from exchange.operations.eol_classify import is_care_preference
+    from exchange.operations.eol_demo import demo_resources
+
+    demo = demo_resources("p1")
+    prefs = [r for r in demo if r["resourceType"] not in ("Organization", "Practitioner", "PractitionerRole")]
+    assert prefs and all(is_care_preference(r) for r in prefs)
+    assert not any(is_care_preference(r) for r in demo if r not in prefs)
+    assert not is_care_preference(observation("bp", "75367002"))
