@@ -22,8 +22,8 @@ from typing import Any
 
 from adapters.base import MappingContext, MappingError
 from adapters.social_care import terms
-from adapters.social_care.fields import SNOMED, uk_date, yes_no
-from adapters.social_care.map_services import _patient, _period
+from adapters.social_care.fields import SNOMED, yes_no
+from adapters.social_care.map_services import patient_ref, period_of
 
 LPA_HEALTH_WELFARE = "816361000000101"
 LPA_DISPLAY = (
@@ -95,7 +95,7 @@ def map_allocation(row: dict[str, str], ctx: MappingContext) -> list[dict[str, A
     if not row.get("WORKER_ID"):
         raise MappingError("WORKER_ID is empty: an allocation names a worker", "WORKER_ID")
     worker = row.get("_worker") or {}
-    period = _period(row, "START_DATE", "END_DATE")
+    period = period_of(row, "START_DATE", "END_DATE")
     ended = bool(period.get("end")) and period["end"] <= date.today().isoformat()
     member: dict[str, Any] = {"reference": f"Practitioner/{row['WORKER_ID']}"}
     if worker.get("NAME"):
@@ -119,7 +119,7 @@ def map_allocation(row: dict[str, str], ctx: MappingContext) -> list[dict[str, A
             {"coding": [{"system": terms.RECORD_CATEGORY, "code": "social-care", "display": "Social care"}]}
         ],
         "name": worker.get("TEAM") or terms.COUNCIL_NAME,
-        "subject": _patient(row),
+        "subject": patient_ref(row),
         "participant": [participant],
         "managingOrganization": [terms.org_ref(ctx.source_system, terms.COUNCIL_NAME)],
     }
@@ -149,7 +149,7 @@ def map_alert(row: dict[str, str], ctx: MappingContext) -> list[dict[str, Any]]:
     if snomed:
         coding.insert(0, {"system": SNOMED, "code": snomed, "display": display})
     text = f"{kind}: {row['DETAIL']}" if row.get("DETAIL") else kind
-    period = _period(row, "START_DATE", "END_DATE")
+    period = period_of(row, "START_DATE", "END_DATE")
     ended = bool(period.get("end")) and period["end"] <= date.today().isoformat()
     flag: dict[str, Any] = {
         "resourceType": "Flag",
@@ -159,7 +159,7 @@ def map_alert(row: dict[str, str], ctx: MappingContext) -> list[dict[str, Any]]:
         "status": "inactive" if ended else "active",
         "category": [{"coding": [{"system": terms.FLAG_CATEGORY, "code": category}]}],
         "code": {"coding": coding, "text": text},
-        "subject": _patient(row),
+        "subject": patient_ref(row),
         "author": terms.org_ref(ctx.source_system, terms.COUNCIL_NAME),
     }
     if period:
@@ -215,7 +215,7 @@ def map_contact(row: dict[str, str], ctx: MappingContext) -> list[dict[str, Any]
         "meta": terms.meta(care_preference=lpa == "health and welfare"),
         "identifier": [{"system": terms.local_system(ctx.source_system, "contact-id"), "value": cid}],
         "active": True,
-        "patient": _patient(row),
+        "patient": patient_ref(row),
     }
     if relationship:
         person["relationship"] = relationship
@@ -235,6 +235,9 @@ def map_contact(row: dict[str, str], ctx: MappingContext) -> list[dict[str, Any]
                 "resourceType": "Flag",
                 "id": f"{cid}-lpa",
                 "meta": terms.meta(care_preference=True),
+                "identifier": [
+                    {"system": terms.local_system(ctx.source_system, "contact-id"), "value": f"{cid}-lpa"}
+                ],
                 "extension": [{"url": FLAG_DETAIL, "valueReference": {"reference": f"RelatedPerson/{cid}"}}],
                 "status": "active",
                 "category": [{"coding": [{"system": terms.FLAG_CATEGORY, "code": "advance-directive"}]}],
@@ -242,11 +245,9 @@ def map_contact(row: dict[str, str], ctx: MappingContext) -> list[dict[str, Any]
                     "coding": [{"system": SNOMED, "code": LPA_HEALTH_WELFARE, "display": LPA_DISPLAY}],
                     "text": f"Lasting power of attorney for health and welfare: {who}" if who else LPA_DISPLAY,
                 },
-                "subject": _patient(row),
+                "subject": patient_ref(row),
                 "author": terms.org_ref(ctx.source_system, terms.COUNCIL_NAME),
             }
         )
     return out
 
-
-__all__ = ["map_alert", "map_allocation", "map_contact", "map_worker", "uk_date"]

@@ -45,13 +45,13 @@ ASSESSMENT_TYPES = {
 }
 
 
-def _patient(row: dict[str, str]) -> dict[str, str]:
+def patient_ref(row: dict[str, str]) -> dict[str, str]:
     if not row.get("PERSON_ID"):
         raise MappingError("PERSON_ID is empty: the record names nobody", "PERSON_ID")
     return {"reference": f"Patient/{row['PERSON_ID']}"}
 
 
-def _period(row: dict[str, str], start: str, end: str) -> dict[str, str]:
+def period_of(row: dict[str, str], start: str, end: str) -> dict[str, str]:
     period = {}
     s = uk_date(row.get(start, ""), start)
     e = uk_date(row.get(end, ""), end)
@@ -87,8 +87,8 @@ def map_service(row: dict[str, str], ctx: MappingContext) -> list[dict[str, Any]
         service_type["text"] = row["SERVICE_TYPE"]
     if not service_type:
         raise MappingError("neither SERVICE_TYPE nor CLD_SERVICE_TYPE is recorded", "SERVICE_TYPE")
-    period = _period(row, "START_DATE", "END_DATE")
-    patient = _patient(row)
+    period = period_of(row, "START_DATE", "END_DATE")
+    patient = patient_ref(row)
     identifier = [{"system": terms.local_system(ctx.source_system, "service-id"), "value": sid}]
     council = terms.org_ref(ctx.source_system, terms.COUNCIL_NAME)
 
@@ -147,8 +147,8 @@ def map_assessment(row: dict[str, str], ctx: MappingContext) -> list[dict[str, A
         raise MappingError("ASSESSMENT_TYPE is empty", "ASSESSMENT_TYPE")
     if kind.lower() not in ASSESSMENT_TYPES:
         ctx.warnings.append(f"ASSESSMENT_TYPE {kind!r} is not a known type; kept as a local code")
-    patient = _patient(row)
-    period = _period(row, "START_DATE", "COMPLETED_DATE")
+    patient = patient_ref(row)
+    period = period_of(row, "START_DATE", "COMPLETED_DATE")
     completed = "end" in period
     code = {
         "coding": [
