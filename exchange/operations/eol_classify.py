@@ -17,8 +17,10 @@ from __future__ import annotations
 from typing import Any
 
 from exchange.operations.eol_codes import CodeBook, CodeEntry, codebook
+from exchange.operations.eol_elements import concept_text, ref_of, value_text
 from exchange.operations.eol_model import (
     NOT_FOR_CPR,
+    UNKNOWN_SOURCE,
     Attorney,
     FhirDate,
     Preference,
@@ -57,28 +59,6 @@ CANDIDATE_TYPES = ("Flag", "Observation", "Consent", "CarePlan", "QuestionnaireR
                    "ClinicalImpression", "RelatedPerson")
 
 
-def concept_text(concept: Any) -> str:
-    """The human text of a CodeableConcept (text, else first display, else first code)."""
-    if not isinstance(concept, dict):
-        return ""
-    if concept.get("text"):
-        return str(concept["text"])
-    for c in concept.get("coding") or []:
-        if isinstance(c, dict) and (c.get("display") or c.get("code")):
-            return str(c.get("display") or c.get("code"))
-    return ""
-
-
-def ref_of(value: Any) -> tuple[str | None, str | None]:
-    """(reference, display) of a Reference."""
-    if isinstance(value, list):
-        value = value[0] if value else None
-    if not isinstance(value, dict):
-        return None, None
-    ref = value.get("reference")
-    return (ref if isinstance(ref, str) else None), value.get("display")
-
-
 def source_of(res: dict[str, Any], book: CodeBook) -> str:
     """The source system: a source-system meta.tag, else meta.source, else 'unknown source'."""
     meta = res.get("meta") or {}
@@ -92,7 +72,7 @@ def source_of(res: dict[str, Any], book: CodeBook) -> str:
             return str(t.get("display") or t["code"])
     if meta.get("source"):
         return str(meta["source"])
-    return "unknown source"
+    return UNKNOWN_SOURCE
 
 
 def _kind_tag(res: dict[str, Any], book: CodeBook) -> CodeEntry | None:
@@ -110,31 +90,12 @@ def _period(p: Any) -> tuple[FhirDate | None, FhirDate | None]:
     return parse_fhir_date(p.get("start")), parse_fhir_date(p.get("end"))
 
 
-def _value_text(obj: dict[str, Any]) -> str:
-    for key in ("valueCodeableConcept", "valueString", "valueBoolean", "valueInteger",
-                "valueDateTime", "valueDate", "valueQuantity", "valueCoding", "valueReference"):
-        if key in obj:
-            v = obj[key]
-            if key == "valueCodeableConcept":
-                return concept_text(v)
-            if key == "valueCoding":
-                return str(v.get("display") or v.get("code") or "")
-            if key == "valueQuantity":
-                return f"{v.get('value', '')} {v.get('unit', '')}".strip()
-            if key == "valueReference":
-                return str(v.get("display") or v.get("reference") or "")
-            if key == "valueBoolean":
-                return "yes" if v else "no"
-            return str(v)
-    return ""
-
-
 def _qr_details(items: list[Any], out: list[str], prefix: str = "") -> None:
     for item in items or []:
         if not isinstance(item, dict) or len(out) >= MAX_DETAILS:
             continue
         text = item.get("text") or item.get("linkId") or ""
-        answers = [_value_text(a) for a in item.get("answer") or [] if isinstance(a, dict)]
+        answers = [value_text(a) for a in item.get("answer") or [] if isinstance(a, dict)]
         answers = [a for a in answers if a]
         if answers:
             out.append(f"{prefix}{text}: {'; '.join(answers)}")
@@ -227,7 +188,7 @@ def _observation(res: dict[str, Any], book: CodeBook) -> Preference | None:
     else:
         p.decided = parse_fhir_date(res.get("effectiveDateTime") or res.get("issued"))
     p.author_ref, p.author_display = ref_of(res.get("performer"))
-    value = _value_text(res)
+    value = value_text(res)
     if hit.kind in ("place_of_care", "place_of_death", "mental_capacity") and value:
         p.label = f"{hit.display}: {value}"
     elif value and value != hit.display:
@@ -237,7 +198,7 @@ def _observation(res: dict[str, Any], book: CodeBook) -> Preference | None:
         p.topic = str((res.get("code") or {}).get("text") or focus or "").lower()
     for comp in res.get("component") or []:
         if isinstance(comp, dict):
-            p.details.append(f"{concept_text(comp.get('code'))}: {_value_text(comp)}")
+            p.details.append(f"{concept_text(comp.get('code'))}: {value_text(comp)}")
     p.details.extend(str(n.get("text")) for n in res.get("note") or [] if isinstance(n, dict))
     return p
 

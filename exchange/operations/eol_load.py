@@ -17,8 +17,9 @@ from datetime import datetime
 from sqlalchemy import Connection, inspect, select
 
 from exchange.db.tables import resource_current as rc
-from exchange.operations.eol_classify import CANDIDATE_TYPES, attorney_of, classify, ref_of
+from exchange.operations.eol_classify import CANDIDATE_TYPES, attorney_of, classify
 from exchange.operations.eol_current import assess
+from exchange.operations.eol_elements import ref_of
 from exchange.operations.eol_model import Assessment, CareWarning, Preference
 from exchange.outcome import Forbidden, Gone, NotFound
 from exchange.pipeline.context import RequestContext
@@ -74,11 +75,21 @@ def _points_at(res: StoredResource, target: str) -> bool:
     return False
 
 
+_INDEX_PRESENT: dict[str, bool] = {}
+
+
 def _has_reference_index(conn: Connection) -> bool:
-    try:
-        return inspect(conn).has_table("search_reference")
-    except Exception:  # noqa: BLE001 - inspection failure means "no index"
-        return False
+    """Whether the database has the search index (checked once per database URL)."""
+    key = str(conn.engine.url)
+    if key not in _INDEX_PRESENT:
+        try:
+            present = inspect(conn).has_table("search_reference")
+        except Exception:  # noqa: BLE001 - inspection failure means "no index"
+            present = False
+        if not present:
+            return False  # check again next time: migrations may add it while running
+        _INDEX_PRESENT[key] = True
+    return _INDEX_PRESENT[key]
 
 
 def gather(

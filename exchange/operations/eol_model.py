@@ -30,6 +30,7 @@ STATE_LABELS = {
     NOT_YET_ACTIVE: "Draft / not yet in force",
 }
 
+UNKNOWN_SOURCE = "unknown source"
 NOT_FOR_CPR = "not-for-cpr"
 FOR_CPR = "for-cpr"
 
@@ -109,7 +110,11 @@ class Preference:
 
     @property
     def group_key(self) -> tuple[str, str, str]:
-        return (self.source, self.kind, self.topic)
+        """Decisions supersede one another within (source, kind, topic). A record whose
+        source is unknown is its own group: never silently superseded, so disagreement
+        with it shows as a conflict rather than disappearing."""
+        source = self.source if self.source != UNKNOWN_SOURCE else f"{UNKNOWN_SOURCE} {self.reference}"
+        return (source, self.kind, self.topic)
 
     @property
     def is_current(self) -> bool:

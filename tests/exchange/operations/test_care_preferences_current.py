@@ -261,3 +261,12 @@ def test_is_care_preference_covers_every_kind_and_attorneys() -> None:
     assert prefs and all(is_care_preference(r) for r in prefs)
     assert not any(is_care_preference(r) for r in demo if r not in prefs)
     assert not is_care_preference(observation("bp", "75367002"))
+
+
+def test_records_of_unknown_source_never_supersede_each_other() -> None:
+    a1, a2 = flag("u1", "450476008", start="2025-01-01"), flag("u2", "450475007", start="2025-02-01")
+    for r in (a1, a2):
+        r["meta"] = {}
+    a = run(a1, a2)
+    assert {p.state for p in a.items} == {CURRENT}
+    assert len(a.conflicts) == 1  # the disagreement is shown, not resolved by guesswork
