@@ -249,6 +249,10 @@ def event_from_context(ctx: RequestContext, *, recorded: datetime | None = None)
     return event
 
 
+_AUTH_DISPLAY = {"token": "Login", "auth-failure": "Authorisation failure",
+                 "ig-console-login": "IG console sign-in"}
+
+
 def token_event(
     outcome: int | str,
     client_id: str | None,
@@ -266,7 +270,8 @@ def token_event(
     """An AuditEvent for a token request or an authorisation failure.
 
     ``outcome`` is an HTTP status (200, 400, 401, ...) or an AuditEvent outcome code
-    ("0", "4", "8", "12"). ``subtype`` is ``token`` (token endpoint) or ``auth-failure``.
+    ("0", "4", "8", "12"). ``subtype`` is ``token`` (token endpoint), ``auth-failure``
+    or ``ig-console-login``.
     """
     code = outcome if isinstance(outcome, str) else outcome_for(outcome)
     agents = [_client_agent(client_id, remote_addr), _server_agent()]
@@ -275,7 +280,7 @@ def token_event(
                                   purpose_of_use))
     if organization:
         agents.append(_org_agent(organization))
-    display = "Login" if subtype == "token" else "Authorisation failure"
+    display = _AUTH_DISPLAY.get(subtype, subtype)
     event: dict[str, Any] = {
         "resourceType": "AuditEvent",
         "id": str(uuid.uuid4()),
