@@ -6,6 +6,7 @@ Subcommands added to the ``exchange`` CLI by :func:`register`::
     exchange clients register --client-id ID --jwks FILE --scope "system/*.rs" \\
                               --organization ODS [--organization ODS2] [--may-assert-users]
     exchange clients list
+    exchange clients keygen --private-key client.pem --jwks client.jwks.json [--alg RS384]
     exchange clients disable ID          (and: exchange clients enable ID)
     exchange keys rotate                 new signing key; old one published until expiry
     exchange keys jwks                   print the public JWKS
@@ -17,6 +18,7 @@ Every handler takes the argparse namespace and returns a process exit code.
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -65,6 +67,31 @@ def cmd_clients_register(args: argparse.Namespace) -> int:
     print(f"registered {client.client_id}: scopes [{' '.join(client.scopes)}] "
           f"organisations [{' '.join(client.organizations)}] keys [{kids}]"
           + (" may assert users" if client.may_assert_users else ""))
+    return 0
+
+
+def cmd_clients_keygen(args: argparse.Namespace) -> int:
+    """Make a client key pair: a private PEM (0600) and the public JWKS to register."""
+    from cryptography.hazmat.primitives import serialization
+
+    from exchange.auth.testing import make_client_keypair
+
+    key = make_client_keypair(args.alg)
+    pem = key.key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    private_path, jwks_path = Path(args.private_key), Path(args.jwks)
+    for path in (private_path, jwks_path):
+        if path.exists():
+            print(f"refusing to overwrite {path}", file=sys.stderr)
+            return 2
+    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(pem)
+    jwks_path.write_bytes(orjson.dumps(key.public_jwks(), option=orjson.OPT_INDENT_2))
+    print(f"kid {key.kid} ({args.alg}): private key {private_path}, public JWKS {jwks_path}")
     return 0
 
 
@@ -177,6 +204,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     reg.add_argument("--name", help="a human-readable name")
     reg.set_defaults(func=cmd_clients_register)
     _db(csub.add_parser("list", help="list registered clients")).set_defaults(func=cmd_clients_list)
+    gen = csub.add_parser("keygen", help="make a client key pair (private PEM + public JWKS)")
+    gen.add_argument("--alg", choices=["ES384", "RS384"], default="ES384")
+    gen.add_argument("--private-key", required=True, help="where to write the private key (PEM)")
+    gen.add_argument("--jwks", required=True, help="where to write the public JWKS")
+    gen.set_defaults(func=cmd_clients_keygen)
     for name, func in (("disable", cmd_clients_disable), ("enable", cmd_clients_enable)):
         p = _db(csub.add_parser(name, help=f"{name} a client (its tokens stop working at once)"
                                 if name == "disable" else "re-enable a client"))

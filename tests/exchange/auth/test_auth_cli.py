@@ -123,3 +123,33 @@ def test_commands_are_wired_into_the_exchange_cli() -> None:
 
     args = build_parser().parse_args(["clients", "list", "--database", "sqlite://"])
     assert args.func.__module__ == "exchange.auth.cli"
+
+
+@pytest.mark.parametrize("alg", ["ES384", "RS384"])
+def test_keygen_then_off_the_shelf_client_gets_a_token(env: Path, db_url: str, http, alg: str) -> None:  # noqa: ANN001
+    """The documented path: keygen, register, then sign with a generic JOSE library."""
+    import time
+
+    from jose import jwt
+
+    cid = f"ig-tool-{uuid.uuid4().hex[:6]}"
+    pem, jwks = env / f"{cid}.pem", env / f"{cid}.jwks.json"
+    assert run("clients", "keygen", "--alg", alg, "--private-key", str(pem), "--jwks", str(jwks)) == 0
+    assert (pem.stat().st_mode & 0o777) == 0o600
+    assert run("clients", "keygen", "--private-key", str(pem), "--jwks", str(jwks)) == 2  # no overwrite
+    assert run("clients", "register", "--client-id", cid, "--jwks", str(jwks), "--scope",
+               "system/AuditEvent.rs", "--organization", "X26", "--database", db_url) == 0
+    kid = orjson.loads(jwks.read_bytes())["keys"][0]["kid"]
+    token_url = "http://testserver/fhir/auth/token"
+    now = int(time.time())
+    assertion = jwt.encode(
+        {"iss": cid, "sub": cid, "aud": token_url, "exp": now + 240, "jti": uuid.uuid4().hex},
+        pem.read_text(), algorithm=alg, headers={"kid": kid},
+    )
+    r = http.post("/fhir/auth/token", data={
+        "grant_type": "client_credentials", "scope": "system/AuditEvent.rs",
+        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        "client_assertion": assertion,
+    })
+    assert r.status_code == 200, r.text
+    assert r.json()["scope"] == "system/AuditEvent.rs"
