@@ -12,6 +12,8 @@ import hashlib
 import re
 from typing import Any
 
+import orjson
+
 from adapters.base import MappingContext, MappingError
 from adapters.hl7v2 import datatypes as dt
 from adapters.hl7v2.parser import Message, Segment
@@ -55,7 +57,8 @@ class MessageBuilder:
         return self._resources[key]
 
     def resources(self) -> list[dict[str, Any]]:
-        return list(self._resources.values())
+        # references are shared dicts while building: hand out independent copies
+        return [orjson.loads(orjson.dumps(r)) for r in self._resources.values()]
 
     def warn(self, text: str, seg: Segment | None = None) -> None:
         where = f" (line {seg.line}, {seg.name})" if seg is not None else ""

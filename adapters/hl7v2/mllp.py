@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import Engine
 
@@ -48,6 +49,8 @@ class MllpServer:
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self.port: int | None = None
+        # database work runs on the listener's own threads, never the loop's shared pool
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="mllp")
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._handle, self.host, self.requested_port)
@@ -64,6 +67,7 @@ class MllpServer:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
+        self._pool.shutdown(wait=True)
 
     async def serve_forever(self) -> None:
         await self.start()
@@ -81,8 +85,9 @@ class MllpServer:
     async def _work(self) -> None:
         while True:
             try:
-                n = await asyncio.to_thread(drain, self.engine, self.settings,
-                                            source_system=self.source_system)
+                n = await asyncio.get_running_loop().run_in_executor(
+                    self._pool, lambda: drain(self.engine, self.settings,
+                                              source_system=self.source_system))
             except Exception:  # the store may be down: keep the messages, retry later
                 log.exception("applying the HL7 v2 inbox failed; will retry")
                 n = 0
@@ -116,7 +121,8 @@ class MllpServer:
                                                      error_code=SEGMENT_SEQUENCE_ERROR)))
                         await writer.drain()
                         return
-                    ack = await asyncio.to_thread(self._receive, payload, peer)
+                    ack = await asyncio.get_running_loop().run_in_executor(
+                        self._pool, self._receive, payload, peer)
                     if ack is None:
                         return  # not stored: no ACK, close so the sender re-sends
                     writer.write(frame(ack))
