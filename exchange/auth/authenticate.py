@@ -161,7 +161,7 @@ def _requester(claims: dict[str, Any], issuer: TrustedIssuer | None) -> Requeste
         kind=kind,
         client_id=_text(_claim(claims, issuer, "client_id")),
         scopes=frozenset(confine(scopes)),
-        practitioner_id=practitioner if kind != "system" else None,
+        practitioner_id=practitioner if kind == "user" else None,
         practitioner_name=_text(_claim(claims, issuer, "name")),
         role=_text(_claim(claims, issuer, "role")),
         organization=organization,
