@@ -114,4 +114,22 @@ def is_care_preference(resource: dict[str, Any], codes: CarePreferenceCodes | No
             return True
     if rtype == "RelatedPerson" and _codings_of(resource.get("relationship")) & cp.attorney_relationships:
         return True
-    return any(c in cp.codes for c in iter_codings(resource))
+    if any(c in cp.codes for c in iter_codings(resource)):
+        return True
+    return _eol_classifier_says_so(resource)
+
+
+def _eol_classifier_says_so(resource: dict[str, Any]) -> bool:
+    """Ask the end-of-life engine's classifier too (one definition for both, issue 6).
+
+    Absent or failing, it answers False: the resource is then treated as ordinary
+    record content, which can only hide more, never show more.
+    """
+    try:
+        from exchange.operations.eol_classify import is_care_preference as eol_is_preference
+    except ImportError:
+        return False
+    try:
+        return bool(eol_is_preference(resource))
+    except Exception:  # noqa: BLE001 - a classifier fault must not break disclosure
+        return False

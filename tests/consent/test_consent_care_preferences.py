@@ -41,3 +41,13 @@ def test_kind_tag_and_unrelated_resources():
     assert not is_care_preference(bp)
     patient = {"resourceType": "Patient", "id": "x"}
     assert not is_care_preference(patient)
+
+
+def test_codes_from_the_eol_code_list_are_care_preferences():
+    """Codes the end-of-life engine lists (exchange/operations/eol_codes.yaml) count too."""
+    adrt = {"resourceType": "Flag", "code": {"coding": [{"system": SCT, "code": "816301000000100"}]}}
+    place = {"resourceType": "Observation", "code": {"coding": [{"system": SCT, "code": "395091006"}]}}
+    respect = {"resourceType": "QuestionnaireResponse", "status": "completed",
+               "questionnaire": "https://example.org/Questionnaire/respect-v3"}
+    assert is_care_preference(adrt) and is_care_preference(place)
+    assert is_care_preference(respect)
