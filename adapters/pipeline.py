@@ -44,6 +44,7 @@ from adapters.people import (
     store_contributions,
 )
 from adapters.provenance import meta_source, source_tag
+from adapters.references import dedupe, patient_keys, rewrite_refs
 from adapters.report import IngestReport, ProgressCallback
 from adapters.tables import adapter_run
 from adapters.unmatched import queue_unmatched
@@ -137,6 +138,8 @@ class Run:
             live = [s for s in batch if not s.rejected]
             try:
                 with self.engine.connect() as conn:
+                    if conn.dialect.name == "sqlite" and not self.dry_run:
+                        conn = conn.execution_options(sqlite_begin="IMMEDIATE")
                     tx = conn.begin()
                     try:
                         self._write_batch(conn, live)
@@ -177,12 +180,12 @@ class Run:
         resolutions = resolve_people(conn, ss, patients)
         people = dict(self.people)
         people.update({r.local_key: r.patient_id for r in resolutions})
-        wanted = {ref for s in live for ref in _patient_keys(s.resources)} - set(people)
+        wanted = {ref for s in live for ref in patient_keys(s.resources)} - set(people)
         wanted |= {k for s in live for m in s.merges for k in (m.survivor, m.merged)} - set(people)
         if wanted:
             people.update(known_people(conn, ss, sorted(wanted)))
         for s in live:
-            missing = sorted(_patient_keys(s.resources) - set(people))
+            missing = sorted(patient_keys(s.resources) - set(people))
             if missing:
                 s.rejected = True
                 self._reject(s.record, "reference", f"Patient/{missing[0]} is not a person this source has sent", "subject")
@@ -213,7 +216,7 @@ class Run:
                 deletes.append(("Patient", pid))
             else:
                 puts.append(shared)
-        result, _ = write_changes(conn, svc, self.ctx, _dedupe(puts), deletes)
+        result, _ = write_changes(conn, svc, self.ctx, dedupe(puts), deletes)
         self._count(result, retracted={(t, i) for s in live for t, i in self._retraction_ids(s.retractions)})
         if result.created or result.updated or result.deleted or result.retracted:
             report.provenance_written += write_provenance(
@@ -240,7 +243,7 @@ class Run:
         ss = self.source_system
         if res["resourceType"] != "Patient":
             res["id"] = stored_id(ss, res["id"], res["resourceType"])
-        _rewrite_refs(res, lambda t, k: people[k] if t == "Patient" else stored_id(ss, k, t))
+        rewrite_refs(res, lambda t, k: people[k] if t == "Patient" else stored_id(ss, k, t))
         for miss in self.codemap.translate(res):
             self.report.problem("warning", "codemap", f"unmapped code {miss.system}|{miss.code}",
                                 location=record.location, element=f"{res['resourceType']}.{miss.path}",
@@ -352,41 +355,6 @@ def _feed_location(report: IngestReport) -> Any:
     from adapters.base import SourceLocation
 
     return SourceLocation(file=report.feed)
-
-
-def _dedupe(resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The last version of each (type, id) in the batch, in first-seen order."""
-    out: dict[tuple[str, str], dict[str, Any]] = {}
-    for r in resources:
-        out[(r["resourceType"], r["id"])] = r
-    return list(out.values())
-
-
-def _patient_keys(resources: list[dict[str, Any]]) -> set[str]:
-    keys: set[str] = set()
-    _rewrite_refs({"r": resources}, lambda t, k: keys.add(k) if t == "Patient" else None, dry=True)
-    return keys
-
-
-def _rewrite_refs(node: Any, fn: Any, dry: bool = False) -> None:
-    """Apply ``fn(type, local key) -> stored id`` to every relative literal reference."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "reference" and isinstance(value, str):
-                parts = value.split("/")
-                if len(parts) == 2 and parts[0][:1].isupper() and parts[1] and ":" not in value:
-                    if parts[1].startswith("@"):
-                        if not dry:
-                            node[key] = f"{parts[0]}/{parts[1][1:]}"
-                    else:
-                        new = fn(parts[0], parts[1])
-                        if not dry:
-                            node[key] = f"{parts[0]}/{new}"
-            elif isinstance(value, dict | list):
-                _rewrite_refs(value, fn, dry)
-    elif isinstance(node, list):
-        for item in node:
-            _rewrite_refs(item, fn, dry)
 
 
 def ingest(engine: Engine, settings: Settings, adapter: SourceAdapter, paths: Sequence[Path | str], *,

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, and_, func, or_, select, update
+from sqlalchemy import Connection, func, select, tuple_, update
 
+from adapters.bulk import put_many
 from adapters.people import add_link, compose
 from adapters.provenance import build_provenance
 from adapters.tables import adapter_unmatched
@@ -83,7 +84,7 @@ def read_current(conn: Connection, refs: list[tuple[str, str]]) -> dict[tuple[st
         q = (
             select(rc.c.res_type, rc.c.res_id, rc.c.version_id, rc.c.deleted, rv.c.content)
             .select_from(rc.join(rv, rv.c.seq == rc.c.seq))
-            .where(or_(*[and_(rc.c.res_type == t, rc.c.res_id == r) for t, r in chunk]))
+            .where(tuple_(rc.c.res_type, rc.c.res_id).in_(chunk))
         )
         for row in conn.execute(q):
             data = orjson.loads(row.content) if row.content is not None else None
@@ -104,43 +105,33 @@ def same_content(stored: dict[str, Any] | None, new: dict[str, Any]) -> bool:
 
 
 def write_changes(conn: Connection, svc: Services, ctx: RequestContext,
-                  puts: list[dict[str, Any]], deletes: list[tuple[str, str]],
-                  *, extra_refs: list[tuple[str, str]] = ()) -> tuple[WriteResult, dict[tuple[str, str], Current]]:
-    """PUT changed resources and DELETE existing ones in one transaction Bundle."""
-    from exchange.interactions.bundle import process_bundle
+                  puts: list[dict[str, Any]], deletes: list[tuple[str, str]]) -> tuple[WriteResult, dict[tuple[str, str], Current]]:
+    """Write changed resources (batched, :mod:`adapters.bulk`) and delete existing ones.
 
-    refs = [(r["resourceType"], r["id"]) for r in puts] + list(deletes) + list(extra_refs)
+    Deletes go through the core transaction processing (``process_bundle``); both run in
+    ``conn``'s transaction.
+    """
+    refs = [(r["resourceType"], r["id"]) for r in puts] + list(deletes)
     before = read_current(conn, refs)
     result = WriteResult()
-    entries: list[dict[str, Any]] = []
+    changed: list[dict[str, Any]] = []
     for res in puts:
         cur = before.get((res["resourceType"], res["id"]))
         if cur is not None and not cur.deleted and same_content(cur.data, res):
             result.unchanged += 1
-            continue
-        entries.append({"fullUrl": f"{res['resourceType']}/{res['id']}", "resource": res,
-                        "request": {"method": "PUT", "url": f"{res['resourceType']}/{res['id']}"}})
-    for rtype, rid in deletes:
-        cur = before.get((rtype, rid))
-        if cur is not None and not cur.deleted:
-            entries.append({"request": {"method": "DELETE", "url": f"{rtype}/{rid}"}})
-    if not entries:
-        return result, before
-    process_bundle(svc, ctx, {"resourceType": "Bundle", "type": "transaction", "entry": entries}, conn)
-    touched = [tuple(e["request"]["url"].split("/", 1)) for e in entries]
-    after = read_current(conn, touched)  # type: ignore[arg-type]
-    for key in touched:
-        now, was = after.get(key), before.get(key)  # type: ignore[arg-type]
-        if now is None or (was is not None and was.version_id == now.version_id):
-            result.unchanged += 1
-            continue
-        ref = f"{key[0]}/{key[1]}/_history/{now.version_id}"
-        if now.deleted:
-            result.deleted.append(ref)
-        elif was is None or was.deleted:
-            result.created.append(ref)
         else:
-            result.updated.append(ref)
+            changed.append(res)
+    for rtype, rid, version, created in put_many(conn, changed):
+        (result.created if created else result.updated).append(f"{rtype}/{rid}/_history/{version}")
+    doomed = [(t, i) for t, i in deletes if (cur := before.get((t, i))) is not None and not cur.deleted]
+    if doomed:
+        from exchange.interactions.bundle import process_bundle
+
+        entries = [{"request": {"method": "DELETE", "url": f"{t}/{i}"}} for t, i in doomed]
+        process_bundle(svc, ctx, {"resourceType": "Bundle", "type": "transaction", "entry": entries}, conn)
+        after = read_current(conn, doomed)
+        result.deleted = [f"{t}/{i}/_history/{after[(t, i)].version_id}" for t, i in doomed
+                          if (t, i) in after and after[(t, i)].deleted]
     return result, before
 
 
@@ -148,8 +139,6 @@ def write_provenance(conn: Connection, svc: Services, ctx: RequestContext, *, ta
                      source_system: str, adapter_name: str, adapter_version: str, feed: str,
                      note: str | None = None) -> int:
     """One Provenance per activity (CREATE / UPDATE / DELETE) that has targets."""
-    from exchange.interactions.bundle import process_bundle
-
     recorded = fhir_instant(now_utc())
     entries = []
     for activity in ("CREATE", "UPDATE", "DELETE"):
@@ -157,9 +146,8 @@ def write_provenance(conn: Connection, svc: Services, ctx: RequestContext, *, ta
             prov = build_provenance(targets=targets[activity], activity=activity, source_system=source_system,
                                     adapter_name=adapter_name, adapter_version=adapter_version, feed=feed,
                                     recorded=recorded, note=note)
-            entries.append({"resource": prov, "request": {"method": "PUT", "url": f"Provenance/{prov['id']}"}})
-    if entries:
-        process_bundle(svc, ctx, {"resourceType": "Bundle", "type": "transaction", "entry": entries}, conn)
+            entries.append(prov)
+    put_many(conn, entries)
     return len(entries)
 
 

@@ -1,0 +1,101 @@
+"""Batched version writes for ingest: the core write path, one statement per table per batch.
+
+This is :func:`exchange.repository.store.write_version` (FHIR R4 http.html#update,
+update-as-create for a system client) applied to a whole batch: the same immutable
+version rows, current pointers, canonical bytes, ``meta.versionId`` /
+``meta.lastUpdated`` and search index rows (:func:`exchange.search.indexer.extract`),
+written with a handful of multi-row statements instead of ~15 round trips per
+resource, inside the caller's transaction. The pipeline has already validated each
+resource, applied the security-label rules and skipped unchanged content -- the three
+things the interactive update does before ``write_version``. Current rows are locked
+(``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite holds the database write lock).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, case, delete, insert, select, tuple_, update
+
+from exchange.db.tables import resource_current as rc
+from exchange.db.tables import resource_version as rv
+from exchange.repository.store import canonical_bytes, fhir_instant, now_utc
+from exchange.search import indexer
+from exchange.search.tables import ALL_TABLES, TABLE_BY_TYPE
+
+
+def lock_rows(conn: Connection, refs: list[tuple[str, str]]) -> dict[tuple[str, str], Any]:
+    """The current pointer rows of (type, id) pairs, locked on PostgreSQL."""
+    out: dict[tuple[str, str], Any] = {}
+    uniq = sorted(set(refs))
+    for i in range(0, len(uniq), 200):
+        chunk = uniq[i : i + 200]
+        q = select(rc).where(tuple_(rc.c.res_type, rc.c.res_id).in_(chunk))
+        if conn.dialect.name != "sqlite":
+            q = q.with_for_update()
+        out.update({(row.res_type, row.res_id): row for row in conn.execute(q)})
+    return out
+
+
+def put_many(conn: Connection, resources: list[dict[str, Any]], *, when: datetime | None = None) -> list[tuple[str, str, int, bool]]:
+    """Write a new version of each resource; returns (type, id, version, created) in order.
+
+    Each (type, id) may appear once. Resources are modified in place (id, meta).
+    """
+    if not resources:
+        return []
+    when = when or now_utc()
+    stamp = fhir_instant(when)
+    refs = [(r["resourceType"], r["id"]) for r in resources]
+    if len(set(refs)) != len(refs):
+        raise ValueError("put_many: a (type, id) appears more than once")
+    current = lock_rows(conn, refs)
+    new_refs = [ref for ref in refs if ref not in current]
+    rids: dict[tuple[str, str], int] = {ref: current[ref].rid for ref in refs if ref in current}
+    if new_refs:
+        rows = conn.execute(
+            insert(rc).returning(rc.c.rid, rc.c.res_type, rc.c.res_id, sort_by_parameter_order=True),
+            [{"res_type": t, "res_id": i, "version_id": 1, "last_updated": when, "deleted": False, "seq": 0}
+             for t, i in new_refs],
+        ).all()
+        rids.update({(r.res_type, r.res_id): r.rid for r in rows})
+    version_rows = []
+    out: list[tuple[str, str, int, bool]] = []
+    for res, ref in zip(resources, refs, strict=True):
+        cur = current.get(ref)
+        version = cur.version_id + 1 if cur is not None else 1
+        meta = {k: v for k, v in (res.get("meta") or {}).items() if k not in ("versionId", "lastUpdated")}
+        res["meta"] = {"versionId": str(version), "lastUpdated": stamp, **meta}
+        version_rows.append({"rid": rids[ref], "res_type": ref[0], "res_id": ref[1], "version_id": version,
+                             "last_updated": when, "deleted": False, "method": "PUT",
+                             "content": canonical_bytes(res)})
+        out.append((ref[0], ref[1], version, cur is None or bool(cur.deleted)))
+    seqs = conn.execute(insert(rv).returning(rv.c.seq, sort_by_parameter_order=True), version_rows).scalars().all()
+    pointers = [(vr["rid"], vr["version_id"], seq) for vr, seq in zip(version_rows, seqs, strict=True)]
+    for i in range(0, len(pointers), 200):  # one UPDATE per 200 rows (CASE), not one per row
+        chunk = pointers[i : i + 200]
+        conn.execute(update(rc).where(rc.c.rid.in_([r for r, _, _ in chunk])).values(
+            version_id=case({r: v for r, v, _ in chunk}, value=rc.c.rid),
+            seq=case({r: q for r, _, q in chunk}, value=rc.c.rid),
+            last_updated=when, deleted=False))
+    _index(conn, [(rids[ref], res) for res, ref in zip(resources, refs, strict=True)], fresh={rids[r] for r in new_refs})
+    return out
+
+
+def _index(conn: Connection, items: list[tuple[int, dict[str, Any]]], fresh: set[int]) -> None:
+    """Replace the search index rows of the written resources (batched per table)."""
+    old = sorted(rid for rid, _ in items if rid not in fresh)
+    for table in ALL_TABLES:
+        for i in range(0, len(old), 500):
+            conn.execute(delete(table).where(table.c.rid.in_(old[i : i + 500])))
+    by_type: dict[str, list[dict[str, Any]]] = {}
+    for rid, res in items:
+        for ptype, rows in indexer.extract(res["resourceType"], res).items():
+            for row in rows:
+                row["rid"] = rid
+                row["res_type"] = res["resourceType"]
+            by_type.setdefault(ptype, []).extend(rows)
+    for ptype, rows in by_type.items():
+        if rows:
+            conn.execute(insert(TABLE_BY_TYPE[ptype]), rows)
