@@ -145,3 +145,19 @@ def test_every_call_is_audited(engine, secure_client) -> None:  # noqa: ANN001
         row = conn.execute(select(audit_event).order_by(audit_event.c.seq.desc()).limit(1)).one()
     assert row.subtype == "operation" and row.outcome == 0 and row.released >= 4
     assert b"cds-patient-view" in bytes(row.content)
+
+
+def test_care_preferences_operation_with_real_tokens(engine, secure_client) -> None:  # noqa: ANN001
+    path = "/fhir/Patient/cds-conflict/$care-preferences"
+    assert secure_client.get(path).status_code == 401
+    r = secure_client.get(path, headers=token(engine, secure_client))
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    assert doc["type"] == "document"
+    issues = [e["resource"] for e in doc["entry"] if e["resource"]["resourceType"] == "DetectedIssue"]
+    assert any(i["code"]["coding"][0]["code"] == "conflict" for i in issues)
+    narrow = token(engine, secure_client, scope="user/Observation.rs", client_id="cds-narrow-2")
+    assert secure_client.get(path, headers=narrow).status_code == 403
+    with read_tx(engine) as conn:
+        row = conn.execute(select(audit_event).order_by(audit_event.c.seq.desc()).limit(1)).one()
+    assert row.outcome != 0  # the refused call is on the record too
