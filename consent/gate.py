@@ -52,8 +52,16 @@ AUDIT_TYPES = frozenset({"AuditEvent"})
 DIRECTIVE_EVAL_LIMIT = 5000
 
 
+#: denials that depend only on who asks, not on what the resource holds: a read answers
+#: 403 with the reason; every other denial answers 404 so no existence is disclosed
+DISCLOSED_REFUSALS = frozenset({"policy.no-role", "policy.purpose", "break-glass.no-reason",
+                                "relationship.none", "policy.system-client",
+                                "policy.audit-restricted", "policy.role-scope"})
+
+
 def deny(rule: str, reason: str, notice: str | None = None) -> Decision:
-    return Decision("deny", rule=rule, reason=reason, notice=notice)
+    return Decision("deny", rule=rule, reason=reason, notice=notice,
+                    disclose_refusal=rule in DISCLOSED_REFUSALS)
 
 
 def permit(rule: str, reason: str = "") -> Decision:

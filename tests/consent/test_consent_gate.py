@@ -181,7 +181,8 @@ def test_behaviour_3_no_relationship_refused_unless_break_glass_with_reason(worl
     for t, i in P1:
         d = decide(cengine, gate, far, t, i)
         assert d.effect == "deny"
-    assert decide(cengine, gate, far, "Observation", "obs1").rule == "relationship.none"
+    refused = decide(cengine, gate, far, "Observation", "obs1")
+    assert (refused.rule, refused.disclose_refusal) == ("relationship.none", True)  # 403 on read
     assert far.relationship is False
     no_reason = user(FAR, purpose="BTG")
     assert decide(cengine, gate, no_reason, "Observation", "obs1").rule == "break-glass.no-reason"
@@ -197,6 +198,7 @@ def test_behaviour_4_objection_leaves_demographics_and_care_preferences(world, c
     assert decide(cengine, gate, hosp, "Flag", "flag2").effect == "permit"
     d = decide(cengine, gate, hosp, "Observation", "obs2")
     assert (d.effect, d.rule, d.notice) == ("deny", "consent.Consent/c2#provision", WITHHELD_NOTICE)
+    assert d.disclose_refusal is False  # a read answers 404: existence not disclosed
     # the permitted organisation (nested exception) sees everything
     assert decide(cengine, gate, user(GP), "Observation", "obs2").rule == \
         "consent.Consent/c2#provision.provision[0]"
