@@ -232,7 +232,8 @@ class GpConnectAdapter(SourceAdapter):
             flag = _cpr_flag(out)
             if flag:
                 resources.append(flag)
-        return resources
+        # no dict shared between resources: the pipeline rewrites references in place
+        return [orjson.loads(orjson.dumps(r)) for r in resources]
 
     def _practice_ref(self, bctx: BundleContext) -> dict[str, Any] | None:
         if not bctx.practice_key:
