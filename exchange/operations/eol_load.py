@@ -132,10 +132,12 @@ def gather(
     supporting = _authors(conn, ctx, prefs)
     assessment = assess(prefs, attorneys, now=now)
     if withheld:
+        why = " ".join(n for n in ctx.informational if "preference" in n.lower())
         assessment.warnings.append(CareWarning(
             "withheld",
             f"{withheld} care-preference record(s) for this patient are not shown because a "
-            "sharing restriction applies to them. Ask the patient or their GP practice.",
+            f"sharing restriction applies to them. {why + ' ' if why else ''}"
+            "Ask the patient or their GP practice.",
         ))
     return Gathered(released_patient[0], out, supporting, assessment, withheld, list(ctx.informational))
 
