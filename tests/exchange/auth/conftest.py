@@ -1,7 +1,9 @@
 """Fixtures for the authorisation tests.
 
-The database comes from the shared ``db_url``/``engine`` fixtures (tests/conftest.py:
-a freshly migrated SQLite and PostgreSQL database per module). The app is a minimal
+The database: ``db_url`` is overridden here with *package* scope -- one freshly migrated
+SQLite and one PostgreSQL database for all authorisation tests (every test uses its own
+client ids), which keeps this directory fast; the shared ``engine`` fixture
+(tests/conftest.py) builds on it. The app is a minimal
 FastAPI app carrying the auth router plus a probe route that runs ``authenticate`` and
 ``check_access`` exactly as the FHIR pipeline does, so these tests do not depend on the
 rest of the facade.
@@ -9,6 +11,8 @@ rest of the facade.
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,15 +20,46 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, create_engine, text
 
 from exchange.auth import authenticate, check_access, router
-from exchange.db.engine import read_tx
+from exchange.db.engine import normalise_url, read_tx
+from exchange.db.migrate import upgrade
 from exchange.outcome import FhirError
 from exchange.settings import Settings
 
 BASE_URL = "http://testserver/fhir"
 TOKEN_URL = BASE_URL + "/auth/token"
+PG_URL = normalise_url(
+    os.environ.get("EXCHANGE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+)
+
+
+@pytest.fixture(scope="package", params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('authdb') / 'exchange.db'}"
+        upgrade(url)
+        yield url
+        return
+    name = f"auth_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # noqa: BLE001
+        admin.dispose()
+        if os.environ.get("EXCHANGE_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"PostgreSQL is required but unreachable: {exc}")
+        pytest.skip("PostgreSQL not reachable")
+    url = PG_URL.rsplit("/", 1)[0] + "/" + name
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 @pytest.fixture
