@@ -10,12 +10,13 @@ custom SearchParameter is registered), driven by ``exchange search reindex``.
 from __future__ import annotations
 
 import threading
+from datetime import datetime
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, delete, insert, select
+from sqlalchemy import Connection, Engine, select
 
 from exchange.db.tables import resource_current as rc
 from exchange.db.tables import resource_version as rv
@@ -101,18 +102,55 @@ def extract(resource_type: str, resource: dict[str, Any]) -> dict[str, list[dict
     return out
 
 
+_VALUE_COLS: dict[str, tuple[str, ...]] = {
+    ptype: tuple(c.name for c in table.columns if c.name not in ("rid", "res_type", "param", "grp"))
+    for ptype, table in TABLE_BY_TYPE.items()
+}
+
+
 def index_resource(conn: Connection, rid: int, resource_type: str, resource: dict[str, Any] | None) -> None:
-    """(Re)write the index rows of resource ``rid``; ``resource`` None = deleted (clear rows)."""
-    for table in ALL_TABLES:
-        conn.execute(delete(table).where(table.c.rid == rid))
-    if resource is None:
+    """(Re)write the index rows of resource ``rid``; ``resource`` None = deleted (clear rows).
+
+    On PostgreSQL the deletes and inserts go in one statement (data-modifying CTEs), so
+    re-indexing costs one round trip; SQLite runs in-process and uses plain statements."""
+    rows_by_type = extract(resource_type, resource) if resource is not None else {}
+    if conn.dialect.name == "postgresql":
+        _write_pg(conn, rid, resource_type, rows_by_type)
         return
-    for ptype, rows in extract(resource_type, resource).items():
+    for table in ALL_TABLES:
+        conn.exec_driver_sql(f"DELETE FROM {table.name} WHERE rid = ?", (rid,))
+    for ptype, rows in rows_by_type.items():
         if rows:
-            for row in rows:
-                row["rid"] = rid
-                row["res_type"] = resource_type
-            conn.execute(insert(TABLE_BY_TYPE[ptype]), rows)
+            cols = _VALUE_COLS[ptype]
+            sql = (f"INSERT INTO {TABLE_BY_TYPE[ptype].name} (rid, res_type, param, grp, {', '.join(cols)}) "
+                   f"VALUES ({', '.join('?' * (4 + len(cols)))})")
+            data = [(rid, resource_type, r["param"], r["grp"], *(_sqlite(r.get(c)) for c in cols)) for r in rows]
+            conn.exec_driver_sql(sql, data)
+
+
+def _sqlite(v: Any) -> Any:
+    """Datetimes in SQLAlchemy's SQLite storage format, so comparisons stay lexical."""
+    return v.isoformat(sep=" ", timespec="microseconds") if isinstance(v, datetime) else v
+
+
+def _write_pg(conn: Connection, rid: int, resource_type: str, rows_by_type: dict[str, list[dict[str, Any]]]) -> None:
+    parts: list[str] = []
+    params: list[Any] = []
+    for i, table in enumerate(ALL_TABLES):
+        parts.append(f"d{i} AS (DELETE FROM {table.name} WHERE rid = %s)")
+        params.append(rid)
+    for ptype, rows in rows_by_type.items():
+        if not rows:
+            continue
+        cols = _VALUE_COLS[ptype]
+        one = "(" + ", ".join(["%s"] * (4 + len(cols))) + ")"
+        parts.append(
+            f"i_{ptype} AS (INSERT INTO {TABLE_BY_TYPE[ptype].name} (rid, res_type, param, grp, "
+            f"{', '.join(cols)}) VALUES {', '.join([one] * len(rows))})"
+        )
+        for r in rows:
+            params.extend((rid, resource_type, r["param"], r["grp"], *(r.get(c) for c in cols)))
+    conn.exec_driver_sql("WITH " + ", ".join(parts) + " SELECT 1", tuple(params))
 
 
 def reindex(engine: Engine, resource_type: str | None = None, *, batch: int = 500) -> int:

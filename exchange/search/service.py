@@ -100,6 +100,10 @@ def search(
 def search_page(conn: Connection, ctx: RequestContext, settings: Settings, cursor: str, base_url: str) -> bytes:
     """A page reached through a ``_getpages`` cursor from a previous searchset's links."""
     payload = cur.decode(settings, ctx, cursor)
+    if "ev" in payload:  # a Patient/$everything page
+        from exchange.operations.everything import everything_page
+
+        return everything_page(conn, ctx, settings, payload, cursor, base_url)
     qc = QueryContext(conn, ctx, base_url, lenient=True)
     state = payload["s"]
     return _run(qc, settings, state, position=payload.get("k"), direction=payload.get("d", "next"),

@@ -98,9 +98,9 @@ def test_include_and_revinclude(sx):
 
 
 def test_include_cap_reports_too_costly(sx):
-    from exchange.db.engine import read_tx as rt
-
     import orjson
+
+    from exchange.db.engine import read_tx as rt
 
     settings = sx.settings.with_(max_include=1)
     with rt(sx.engine) as conn:
