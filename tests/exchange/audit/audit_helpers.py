@@ -30,15 +30,16 @@ def _pg_available() -> bool:
         return False
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def audit_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Engine, Settings]]:
-    """(engine, settings) for an empty, migrated-equivalent database with the triggers."""
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def _audit_database(request: pytest.FixtureRequest,
+                    tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Engine, str]]:
+    """One database per dialect for the whole run (all tables plus the audit triggers)."""
     import exchange.audit.tables  # noqa: F401  (registers the audit tables)
     import exchange.db.tables  # noqa: F401
 
     schema = None
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path}/audit.db"
+        url = f"sqlite:///{tmp_path_factory.mktemp('auditdb')}/audit.db"
         engine = make_engine(url)
     else:
         if not _pg_available():
@@ -53,15 +54,27 @@ def audit_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[E
     with engine.begin() as conn:
         metadata.create_all(conn)
         triggers.install(conn)
-    settings = Settings(database_url=url, var_dir=tmp_path / "var",
-                        extra={"audit_checkpoint_every": 5})
-    yield engine, settings
+    yield engine, url
     engine.dispose()
     if schema:
         admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
         with admin.connect() as c:
             c.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+@pytest.fixture
+def audit_db(_audit_database: tuple[Engine, str], tmp_path: Path) -> tuple[Engine, Settings]:
+    """(engine, settings) for an emptied database with the append-only triggers in place."""
+    engine, url = _audit_database
+    with engine.begin() as conn:
+        triggers.uninstall(conn)
+        for table in reversed(metadata.sorted_tables):
+            conn.execute(table.delete())
+        triggers.install(conn)
+    settings = Settings(database_url=url, var_dir=tmp_path / "var",
+                        extra={"audit_checkpoint_every": 5})
+    return engine, settings
 
 
 @pytest.fixture

@@ -5,4 +5,4 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from audit_helpers import audit_db, sink  # noqa: E402, F401
+from audit_helpers import _audit_database, audit_db, sink  # noqa: E402, F401

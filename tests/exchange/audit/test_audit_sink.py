@@ -49,17 +49,22 @@ def test_injected_failure_raises_unavailable_and_writes_nothing(audit_db, sink) 
     assert _count(engine) == 1
 
 
-def test_database_failure_raises_unavailable(audit_db) -> None:  # noqa: ANN001
+def test_database_failure_raises_unavailable(audit_db, tmp_path) -> None:  # noqa: ANN001
+    """A database without the audit tables: the write fails, the caller gets 503."""
     engine, settings = audit_db
-    with engine.begin() as conn:
-        conn.exec_driver_sql("DROP TABLE audit_event_patient")
-    s = AuditSink(engine, settings)
+    if engine.dialect.name == "sqlite":
+        broken = make_engine(f"sqlite:///{tmp_path}/empty.db")
+    else:
+        broken = make_engine(engine.url.set(query={"options": "-csearch_path=no_such_schema"})
+                             .render_as_string(hide_password=False))
+    s = AuditSink(broken, settings)
     try:
         with pytest.raises(Unavailable):
             s.record(make_ctx())
     finally:
         s.close()
-    assert _count(engine) == 0  # the batch rolled back as a whole
+        broken.dispose()
+    assert _count(engine) == 0
 
 
 def test_concurrent_requests_are_group_committed(audit_db, sink) -> None:  # noqa: ANN001
