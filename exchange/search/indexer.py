@@ -10,9 +10,9 @@ custom SearchParameter is registered), driven by ``exchange search reindex``.
 from __future__ import annotations
 
 import threading
-from datetime import datetime
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import orjson

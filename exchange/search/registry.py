@@ -220,3 +220,19 @@ def _load_compartment() -> dict[str, tuple[str, ...]]:
 #: Patient CompartmentDefinition: resource type -> the reference parameters that place a
 #: resource in a patient's compartment (FHIR R4 compartmentdefinition-patient.html).
 PATIENT_COMPARTMENT: dict[str, tuple[str, ...]] = _load_compartment()
+
+
+def include_values(resource_type: str) -> list[str]:
+    """``_include`` values for the CapabilityStatement (searchInclude)."""
+    refs = sorted(sp.code for sp in params_for(resource_type) if sp.type == "reference")
+    return ["*", *(f"{resource_type}:{code}" for code in refs)]
+
+
+def revinclude_values(resource_type: str) -> list[str]:
+    """``_revinclude`` values: reference parameters of served types that may point here."""
+    out: list[str] = []
+    for src in SERVED_TYPES:
+        for sp in sorted(params_for(src), key=lambda s: s.code):
+            if sp.type == "reference" and (not sp.targets or resource_type in sp.targets):
+                out.append(f"{src}:{sp.code}")
+    return out
