@@ -26,6 +26,7 @@ from sqlalchemy import Connection, and_, delete, insert, or_, select, update
 from adapters.identity import (
     NHS_SYSTEM,
     demographic_key,
+    normalise_nhs_number,
     shared_patient_id,
     stored_id,
     verified_nhs_number,
@@ -180,6 +181,8 @@ def compose(conn: Connection, patient_ids: set[str]) -> dict[str, dict[str, Any]
         seen: set[tuple[Any, Any]] = set()
         for part in parts:
             for ident in part.get("identifier") or []:
+                if ident.get("system") == NHS_SYSTEM and (digits := normalise_nhs_number(ident.get("value"))):
+                    ident = {**ident, "value": digits}  # one spelling, so searches find it
                 mark = (ident.get("system"), ident.get("value"))
                 if mark not in seen:
                     seen.add(mark)
