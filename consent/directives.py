@@ -135,14 +135,18 @@ class Provision:
         """Names what it is about (class, code, label or instance), not a blanket rule."""
         return bool(self.classes or self.codes or self.labels or self.data)
 
-    def applies(self, who: Requesting, resource: dict[str, Any], now: datetime) -> bool:
+    def applies_to_requester(self, who: Requesting, now: datetime) -> bool:
+        """The requester-side criteria only: period, actor, action, purpose."""
         if not in_period(self.period, now):
             return False
         if self.actors and not any(a.matches(who) for a in self.actors):
             return False
         if self.actions and not (self.actions & ACCESS_ACTIONS):
             return False
-        if self.purposes and (who.purpose or "") not in self.purposes:
+        return not (self.purposes and (who.purpose or "") not in self.purposes)
+
+    def applies(self, who: Requesting, resource: dict[str, Any], now: datetime) -> bool:
+        if not self.applies_to_requester(who, now):
             return False
         if self.labels and not (self.labels & security_labels(resource)):
             return False
@@ -186,6 +190,31 @@ class Directive:
 
     def evaluate(self, who: Requesting, resource: dict[str, Any], now: datetime) -> Outcome | None:
         return _eval(self, self.root, who, resource, now)
+
+
+def restrictions_for(d: Directive, who: Requesting, now: datetime) -> list[Provision]:
+    """The deny provisions of ``d`` that take effect for this requester on *some* data.
+
+    Evaluated on the requester-side criteria only (resource criteria are assumed to
+    match), so the answer depends on the directive and the requester, never on which
+    resources exist: it drives the "withheld at the patient's request" notice without
+    becoming a way to probe for hidden data.
+    """
+    found: list[Provision] = []
+
+    def walk(p: Provision, inherited: str | None) -> None:
+        if not p.applies_to_requester(who, now):
+            return
+        effect = p.type or inherited
+        kids = [c for c in p.children if c.applies_to_requester(who, now)]
+        blanket_kids = [c for c in kids if not c.explicit]
+        if effect == "deny" and not any(c.type == "permit" for c in blanket_kids):
+            found.append(p)
+        for c in kids:
+            walk(c, effect)
+
+    walk(d.root, None)
+    return found
 
 
 def _eval(d: Directive, p: Provision, who: Requesting, res: dict[str, Any],

@@ -105,8 +105,6 @@ def access_check(conn: Connection, ctx: RequestContext, settings: Settings, pati
     notices: set[str] = set()
     for res in resources:
         d = gate.decide(conn, subject, res.data)
-        if d.notice:
-            notices.add(d.notice)
         directive = d.rule.split("#")[0][len("consent."):] if (d.rule or "").startswith("consent.Consent/") else None
         if per_resource:
             part = [{"name": "resource", "valueReference": {"reference": res.reference}},
@@ -145,6 +143,7 @@ def access_check(conn: Connection, ctx: RequestContext, settings: Settings, pati
             part.append({"name": "directive", "valueReference": {"reference": directive}})
         results.append({"name": "result", "part": part})
 
+    notices.update(gate.notices_for(conn, subject, patient_id))
     out: list[dict[str, Any]] = [
         {"name": "policyVersion", "valueString": gate.policy.version},
         {"name": "relationship", "valueBoolean": bool(getattr(subject, "relationship", False))},

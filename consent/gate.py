@@ -21,6 +21,11 @@ system-client scopes); ``check`` is always the backstop. Rule order for a clinic
 6. limited role groups see only their scope (``policy.role-scope``) unless a Consent
    explicitly permits more.
 
+The SQL side lives in consent/narrowing.py. The informational notice "withheld at the
+patient's request" is attached to every released resource of, and every search scoped
+to, a patient whose directive restricts this requester (it depends on the directive,
+never on which resources exist, so it cannot be used to probe for hidden data).
+
 Per-request state (relationships, directives, resolved organisations) is cached on the
 root RequestContext (``ctx._consent``); ``ctx.relationship`` is set for the audit log
 and ``ctx.break_glass_used`` when break-glass actually unlocked something.
@@ -28,16 +33,25 @@ and ``ctx.break_glass_used`` when break-glass actually unlocked something.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Engine, and_, exists, false, not_, or_, select
+from sqlalchemy import ColumnElement, Connection, Engine, exists, not_, select
 
-from consent.directives import Directive, Outcome, Requesting, combine, parse_directive
-from consent.facts import facts_of
+from consent.care_preferences import load_codes
+from consent.directives import (
+    Directive,
+    Outcome,
+    Requesting,
+    combine,
+    parse_directive,
+    restrictions_for,
+)
+from consent.facts import facts_of, patient_id_of
+from consent.narrowing import AUDIT_TYPES, hidden_condition, named_patients
 from consent.policy import Policy, load_policy
-from consent.relationship import org_refs_for, related_patients, relationship_kind
+from consent.relationship import org_refs_for, relationship_kind
 from consent.resolve import make_resolver
 from consent.tables import consent_fact
 from exchange.pipeline.context import RequestContext
@@ -48,9 +62,6 @@ from exchange.settings import Settings
 WITHHELD_NOTICE = "Some information in this record has been withheld at the patient's request."
 CARE_PREF_NOTICE = ("End-of-life or resuscitation preferences have been withheld: the "
                     "patient's consent directive explicitly restricts them.")
-AUDIT_TYPES = frozenset({"AuditEvent"})
-DIRECTIVE_EVAL_LIMIT = 5000
-
 
 #: denials that depend only on who asks, not on what the resource holds: a read answers
 #: 403 with the reason; every other denial answers 404 so no existence is disclosed
@@ -77,6 +88,7 @@ class _State:
     directives: dict[str, list[Directive]] = field(default_factory=dict)
     directive_hidden: list[int] | None = None  # rids of directive patients check denies
     directive_overflow: bool = False
+    notices: dict[str, tuple[str, ...]] = field(default_factory=dict)  # patient -> notices
 
 
 def _root(ctx: RequestContext) -> RequestContext:
@@ -144,7 +156,38 @@ class ConsentGate:
     def check(self, conn: Connection, ctx: RequestContext, resource: StoredResource) -> Decision:
         if not self.settings.consent_enabled or ctx.requester.kind == "anonymous":
             return PERMIT
-        return self.decide(conn, ctx, resource.data)
+        decision = self.decide(conn, ctx, resource.data)
+        pid = patient_id_of(resource.data)
+        if decision.effect == "permit" and pid:
+            notices = self.notices_for(conn, ctx, pid)
+            if notices:  # the patient's directive withholds something from this requester
+                decision = replace(decision, notice=" ".join(notices))
+        return decision
+
+    def notices_for(self, conn: Connection, ctx: RequestContext, patient_id: str) -> tuple[str, ...]:
+        """The "withheld at the patient's request" notices for this patient and requester.
+
+        They depend only on the patient's directives and who is asking (consent.directives.
+        restrictions_for), never on which resources exist, so they cannot be used to probe
+        for hidden data. Break-glass that overrides objections gives none."""
+        st = self._state(ctx)
+        if patient_id in st.notices:
+            return st.notices[patient_id]
+        req = ctx.requester
+        out: tuple[str, ...] = ()
+        applies = req.kind == "user" or (
+            req.kind == "system" and (sp := self.policy.system_policy(req.client_id)) is not None
+            and sp.honour_objections)
+        btg = req.kind == "user" and req.purpose_of_use == "BTG"
+        if applies and not (btg and "objection" in self.policy.break_glass_overrides):
+            found = [p for d in self.directives(conn, ctx, patient_id)
+                     for p in restrictions_for(d, st.who, st.now)]
+            if found:
+                cp = load_codes()
+                care = any(p.classes & cp.resource_types or p.codes & cp.codes for p in found)
+                out = (WITHHELD_NOTICE, CARE_PREF_NOTICE) if care else (WITHHELD_NOTICE,)
+        st.notices[patient_id] = out
+        return out
 
     def decide(self, conn: Connection, ctx: RequestContext, data: dict[str, Any],
                _depth: int = 0) -> Decision:
@@ -203,6 +246,10 @@ class ConsentGate:
         outcomes = [o for d in ds if (o := d.evaluate(st.who, data, st.now)) is not None]
         return combine(outcomes)
 
+    def _withheld(self, ctx: RequestContext, pid: str, outcome: Outcome, care_pref: bool) -> Decision:
+        what = "end-of-life preferences" if care_pref else "information"
+        return deny(outcome.rule, f"{what} withheld at the patient's request")
+
     def _user(self, conn: Connection, ctx: RequestContext, data: dict[str, Any]) -> Decision:
         req = ctx.requester
         pol = self.policy
@@ -238,8 +285,7 @@ class ConsentGate:
             if btg and "objection" in pol.break_glass_overrides:
                 bg_used = True
             else:
-                return deny(outcome.rule, "withheld at the patient's request",
-                            CARE_PREF_NOTICE if f.care_pref else WITHHELD_NOTICE)
+                return self._withheld(ctx, f.patient_id, outcome, f.care_pref)
         if group.access == "limited" and not exempt and rtype not in group.resource_types:
             tags = {(t.get("system"), t.get("code")) for t in (data.get("meta") or {}).get("tag") or []
                     if isinstance(t, dict)}
@@ -273,8 +319,7 @@ class ConsentGate:
         exempt = f.care_pref or rtype in self.policy.demographic_types
         if (sp.honour_objections and outcome is not None and outcome.effect == "deny"
                 and not (exempt and not outcome.explicit)):
-            return deny(outcome.rule, "withheld at the patient's request",
-                        CARE_PREF_NOTICE if f.care_pref else WITHHELD_NOTICE)
+            return self._withheld(ctx, f.patient_id, outcome, f.care_pref)
         return permit(f"policy.system-client.{sp.client_id}")
 
     # -- SQL narrowing before LIMIT --------------------------------------------------
@@ -282,98 +327,15 @@ class ConsentGate:
                    rid_column: Any) -> ColumnElement[bool] | None:
         if not self.settings.consent_enabled or ctx.requester.kind == "anonymous":
             return None
-        hidden = self.hidden_condition(conn, ctx)
+        for pid in sorted(named_patients(ctx)):
+            for notice in self.notices_for(conn, ctx, pid):
+                if notice not in ctx.informational:
+                    ctx.informational.append(notice)
+        hidden = hidden_condition(self, conn, ctx)
         if hidden is None:
             return None
         f = consent_fact
         return not_(exists(select(f.c.rid).where(f.c.rid == rid_column, hidden)))
-
-    def hidden_condition(self, conn: Connection, ctx: RequestContext) -> ColumnElement[bool] | None:
-        """Condition on ``consent_fact`` rows that ``check`` certainly denies."""
-        req = ctx.requester
-        pol = self.policy
-        f = consent_fact
-        about_patient = f.c.patient_id.is_not(None)
-        if req.kind == "patient":
-            return or_(
-                and_(f.c.patient_id.is_(None), f.c.res_type.not_in(sorted(pol.non_patient_types)),
-                     f.c.res_type != "Provenance"),
-                and_(about_patient, f.c.patient_id != (req.patient_id or "")),
-                f.c.not_for_patient.is_(True),
-            )
-        directive_patients = select(f.c.patient_id).where(
-            f.c.directive.is_(True), f.c.patient_id.is_not(None)).scalar_subquery()
-        restricted = and_(f.c.restricted.is_(True), about_patient,
-                          f.c.patient_id.not_in(directive_patients))
-        reference = f.c.res_type.in_(sorted(pol.non_patient_types))
-        if req.kind == "system":
-            sp = pol.system_policy(req.client_id)
-            if sp is None or sp.access == "none":
-                return hide_all_but(reference)
-            conds = [] if sp.legally_restricted else [restricted]
-            if sp.access != "full":
-                conds.append(f.c.res_type.in_(sorted(AUDIT_TYPES)))
-            conds.append(self._directive_hidden(conn, ctx, directive_patients))
-            if sp.access == "types":
-                conds.append(f.c.res_type.not_in(sorted(sp.resource_types | pol.non_patient_types)))
-            return or_(*conds) if conds else None
-        group = pol.group_for_role(req.role)
-        purpose = req.purpose_of_use or "TREAT"
-        btg = purpose == "BTG"
-        if (group is None or purpose not in group.purposes
-                or (btg and pol.break_glass_requires_reason
-                    and not (req.break_glass_reason or "").strip())):
-            return hide_all_but(reference)
-        conds = [and_(restricted, or_(f.c.author_org.is_(None),
-                                      f.c.author_org != (req.organization or ""))),
-                 f.c.res_type.in_(sorted(AUDIT_TYPES)),
-                 self._directive_hidden(conn, ctx, directive_patients)]
-        if group.access == "limited":
-            allowed = group.resource_types | pol.demographic_types | pol.non_patient_types
-            conds.append(and_(about_patient, f.c.res_type.not_in(sorted(allowed)),
-                              f.c.care_pref.is_(False), f.c.patient_id.not_in(directive_patients)))
-        if pol.relationship_required and not (btg and "relationship" in pol.break_glass_overrides):
-            st = self._state(ctx)
-            ods = req.organization
-            if st.org_refs is None:
-                st.org_refs = org_refs_for(conn, ods) if ods else []
-            cutoff = st.now - timedelta(days=self.settings.relationship_lookback_days)
-            related = related_patients(ods, st.org_refs, cutoff, pol.relationship_links)
-            conds.append(and_(about_patient, f.c.patient_id.not_in(related.scalar_subquery())))
-        return or_(*conds)
-
-
-    def _directive_hidden(self, conn: Connection, ctx: RequestContext,
-                          directive_patients: Any) -> ColumnElement[bool]:
-        """Resources of patients with directives that ``check`` denies, evaluated exactly
-        (directive provisions can test codes, dates and instances that SQL cannot), so
-        that conditions (``_has``, chains) and counts never see them. Above
-        DIRECTIVE_EVAL_LIMIT resources, every non-exempt resource of those patients is
-        hidden in SQL instead (conservative) and check still decides what is shown."""
-        st = self._state(ctx)
-        f = consent_fact
-        if st.directive_hidden is None:
-            rids = list(conn.execute(select(f.c.rid).where(f.c.patient_id.in_(directive_patients))
-                                     .order_by(f.c.rid).limit(DIRECTIVE_EVAL_LIMIT + 1)).scalars())
-            st.directive_overflow = len(rids) > DIRECTIVE_EVAL_LIMIT
-            hidden: list[int] = []
-            if not st.directive_overflow:
-                from exchange.repository.store import read_many_current
-
-                scratch = RequestContext(requester=ctx.requester)
-                scratch._consent = st  # share caches, not the audit attributes of ctx
-                hidden = [r.rid for r in read_many_current(conn, rids)
-                          if self.decide(conn, scratch, r.data).effect == "deny"]
-            st.directive_hidden = hidden
-        if st.directive_overflow:
-            return and_(f.c.patient_id.in_(directive_patients), f.c.care_pref.is_(False),
-                        f.c.res_type.not_in(sorted(self.policy.demographic_types)))
-        return f.c.rid.in_(st.directive_hidden) if st.directive_hidden else false()
-
-
-def hide_all_but(keep: ColumnElement[bool]) -> ColumnElement[bool]:
-    """Hide every row except those matching ``keep``."""
-    return not_(keep)
 
 
 __all__ = ["CARE_PREF_NOTICE", "WITHHELD_NOTICE", "ConsentGate"]

@@ -194,17 +194,19 @@ def test_behaviour_3_no_relationship_refused_unless_break_glass_with_reason(worl
 
 def test_behaviour_4_objection_leaves_demographics_and_care_preferences(world, cengine, gate):
     hosp = user(HOSP)
-    assert decide(cengine, gate, hosp, "Patient", "p2").effect == "permit"
+    shown = decide(cengine, gate, hosp, "Patient", "p2")
+    assert (shown.effect, shown.notice) == ("permit", WITHHELD_NOTICE)
     assert decide(cengine, gate, hosp, "Flag", "flag2").effect == "permit"
     d = decide(cengine, gate, hosp, "Observation", "obs2")
-    assert (d.effect, d.rule, d.notice) == ("deny", "consent.Consent/c2#provision", WITHHELD_NOTICE)
+    assert (d.effect, d.rule) == ("deny", "consent.Consent/c2#provision")
     assert d.disclose_refusal is False  # a read answers 404: existence not disclosed
     # the permitted organisation (nested exception) sees everything
-    assert decide(cengine, gate, user(GP), "Observation", "obs2").rule == \
-        "consent.Consent/c2#provision.provision[0]"
+    gp = decide(cengine, gate, user(GP), "Observation", "obs2")
+    assert (gp.rule, gp.notice) == ("consent.Consent/c2#provision.provision[0]", None)
     # break-glass overrides the objection
     btg = user(HOSP, purpose="BTG", reason="cardiac arrest")
-    assert decide(cengine, gate, btg, "Observation", "obs2").rule == "break-glass"
+    overridden = decide(cengine, gate, btg, "Observation", "obs2")
+    assert (overridden.rule, overridden.notice) == ("break-glass", None)
 
 
 def test_behaviour_4_notice_reaches_the_response_through_the_choke_point(world, cengine, gate):
@@ -247,10 +249,25 @@ def test_behaviour_7_patient_sees_own_record_minus_not_for_patient(world, cengin
 
 def test_care_preferences_hidden_only_by_an_explicit_provision(world, cengine, gate):
     hosp = user(HOSP)
-    assert decide(cengine, gate, hosp, "Patient", "p5").effect == "permit"
+    shown = decide(cengine, gate, hosp, "Patient", "p5")
+    assert shown.effect == "permit" and CARE_PREF_NOTICE in shown.notice
     d = decide(cengine, gate, hosp, "Flag", "flag5")
-    assert (d.effect, d.notice) == ("deny", CARE_PREF_NOTICE)
-    assert d.rule == "consent.Consent/c5#provision.provision[0]"
+    assert (d.effect, d.rule) == ("deny", "consent.Consent/c5#provision.provision[0]")
+    # p2's objection does not name care preferences: only the general notice
+    assert CARE_PREF_NOTICE not in decide(cengine, gate, hosp, "Patient", "p2").notice
+
+
+def test_notice_for_searches_scoped_to_the_patient(world, cengine, gate):
+    ctx = user(HOSP)
+    ctx.resource_type, ctx.query = "Observation", "patient=Patient/p2&code=1"
+    with read_tx(cengine) as conn:
+        gate.sql_filter(conn, ctx, "Observation", rc.c.rid)
+    assert ctx.informational == [WITHHELD_NOTICE]
+    other = user(HOSP)
+    other.resource_type, other.query = "Observation", "patient=p1"
+    with read_tx(cengine) as conn:
+        gate.sql_filter(conn, other, "Observation", rc.c.rid)
+    assert other.informational == []
 
 
 def test_social_care_role_sees_its_scope_only(world, cengine, gate):

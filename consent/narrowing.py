@@ -1,0 +1,138 @@
+"""SQL narrowing before LIMIT for the consent gate (design.md: security filters go into
+the SQL builder, before LIMIT, not after paging).
+
+:func:`hidden_condition` is a condition on ``consent_fact`` rows (consent/tables.py) that
+``ConsentGate.check`` certainly denies: other patients' records and not-for-patient
+items (patient tokens); out-of-scope types and legally restricted items (system
+clients); no care relationship, legally restricted items from other organisations,
+audit records and out-of-scope types for limited roles (clinicians). Resources of
+patients with directives are evaluated exactly per request (:func:`directive_hidden`)
+so that ``_has``, chains, includes and totals never see what the directives withhold.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
+
+from sqlalchemy import ColumnElement, Connection, and_, false, not_, or_, select
+
+from consent.relationship import org_refs_for, related_patients
+from consent.tables import consent_fact
+from exchange.pipeline.context import RequestContext
+
+if TYPE_CHECKING:
+    from consent.gate import ConsentGate
+
+AUDIT_TYPES = frozenset({"AuditEvent"})
+DIRECTIVE_EVAL_LIMIT = 5000
+
+
+def hidden_condition(gate: ConsentGate, conn: Connection, ctx: RequestContext) -> ColumnElement[bool] | None:
+    """Condition on ``consent_fact`` rows that ``check`` certainly denies."""
+    req = ctx.requester
+    pol = gate.policy
+    f = consent_fact
+    about_patient = f.c.patient_id.is_not(None)
+    if req.kind == "patient":
+        return or_(
+            and_(f.c.patient_id.is_(None), f.c.res_type.not_in(sorted(pol.non_patient_types)),
+                 f.c.res_type != "Provenance"),
+            and_(about_patient, f.c.patient_id != (req.patient_id or "")),
+            f.c.not_for_patient.is_(True),
+        )
+    directive_patients = select(f.c.patient_id).where(
+        f.c.directive.is_(True), f.c.patient_id.is_not(None)).scalar_subquery()
+    restricted = and_(f.c.restricted.is_(True), about_patient,
+                      f.c.patient_id.not_in(directive_patients))
+    reference = f.c.res_type.in_(sorted(pol.non_patient_types))
+    if req.kind == "system":
+        sp = pol.system_policy(req.client_id)
+        if sp is None or sp.access == "none":
+            return hide_all_but(reference)
+        conds = [] if sp.legally_restricted else [restricted]
+        if sp.access != "full":
+            conds.append(f.c.res_type.in_(sorted(AUDIT_TYPES)))
+        conds.append(directive_hidden(gate, conn, ctx, directive_patients))
+        if sp.access == "types":
+            conds.append(f.c.res_type.not_in(sorted(sp.resource_types | pol.non_patient_types)))
+        return or_(*conds) if conds else None
+    group = pol.group_for_role(req.role)
+    purpose = req.purpose_of_use or "TREAT"
+    btg = purpose == "BTG"
+    if (group is None or purpose not in group.purposes
+            or (btg and pol.break_glass_requires_reason
+                and not (req.break_glass_reason or "").strip())):
+        return hide_all_but(reference)
+    conds = [and_(restricted, or_(f.c.author_org.is_(None),
+                                  f.c.author_org != (req.organization or ""))),
+             f.c.res_type.in_(sorted(AUDIT_TYPES)),
+             directive_hidden(gate, conn, ctx, directive_patients)]
+    if group.access == "limited":
+        allowed = group.resource_types | pol.demographic_types | pol.non_patient_types
+        conds.append(and_(about_patient, f.c.res_type.not_in(sorted(allowed)),
+                          f.c.care_pref.is_(False), f.c.patient_id.not_in(directive_patients)))
+    if pol.relationship_required and not (btg and "relationship" in pol.break_glass_overrides):
+        st = gate._state(ctx)
+        ods = req.organization
+        if st.org_refs is None:
+            st.org_refs = org_refs_for(conn, ods) if ods else []
+        cutoff = st.now - timedelta(days=gate.settings.relationship_lookback_days)
+        related = related_patients(ods, st.org_refs, cutoff, pol.relationship_links)
+        conds.append(and_(about_patient, f.c.patient_id.not_in(related.scalar_subquery())))
+    return or_(*conds)
+
+
+def directive_hidden(gate: ConsentGate, conn: Connection, ctx: RequestContext,
+                     directive_patients: Any) -> ColumnElement[bool]:
+    """Resources of patients with directives that ``check`` denies, evaluated exactly
+    (directive provisions can test codes, dates and instances that SQL cannot), so
+    that conditions (``_has``, chains) and counts never see them. Above
+    DIRECTIVE_EVAL_LIMIT resources, every non-exempt resource of those patients is
+    hidden in SQL instead (conservative) and check still decides what is shown."""
+    st = gate._state(ctx)
+    f = consent_fact
+    if st.directive_hidden is None:
+        rids = list(conn.execute(select(f.c.rid).where(f.c.patient_id.in_(directive_patients))
+                                 .order_by(f.c.rid).limit(DIRECTIVE_EVAL_LIMIT + 1)).scalars())
+        st.directive_overflow = len(rids) > DIRECTIVE_EVAL_LIMIT
+        hidden: list[int] = []
+        if not st.directive_overflow:
+            from exchange.repository.store import read_many_current
+
+            scratch = RequestContext(requester=ctx.requester)
+            scratch._consent = st  # share caches, not the audit attributes of ctx
+            hidden = [r.rid for r in read_many_current(conn, rids)
+                      if gate.decide(conn, scratch, r.data).effect == "deny"]
+        st.directive_hidden = hidden
+    if st.directive_overflow:
+        return and_(f.c.patient_id.in_(directive_patients), f.c.care_pref.is_(False),
+                    f.c.res_type.not_in(sorted(gate.policy.demographic_types)))
+    return f.c.rid.in_(st.directive_hidden) if st.directive_hidden else false()
+
+
+
+_PATIENT_PARAMS = {"patient", "subject", "patient:Patient", "subject:Patient", "beneficiary"}
+
+
+def named_patients(ctx: RequestContext) -> set[str]:
+    """Patients a request is explicitly about: compartment / instance / operation target
+    and ``patient=`` / ``subject=`` search parameters (``_id`` on Patient searches)."""
+    found = set(ctx.patients)
+    if ctx.resource_type == "Patient" and ctx.resource_id:
+        found.add(ctx.resource_id)
+    for key, value in parse_qsl(ctx.query or "", keep_blank_values=False):
+        if key in _PATIENT_PARAMS or (key == "_id" and ctx.resource_type == "Patient"):
+            for v in value.split(","):
+                v = v.strip()
+                if v.startswith("Patient/") or "/" not in v:
+                    found.add(v.removeprefix("Patient/"))
+    found.discard("")
+    return found
+
+
+def hide_all_but(keep: ColumnElement[bool]) -> ColumnElement[bool]:
+    """Hide every row except those matching ``keep``."""
+    return not_(keep)
+
