@@ -123,3 +123,26 @@ def test_short_rsa_key_does_not_fit() -> None:
     assert not jws.alg_fits_key("RS384", weak)
     with pytest.raises(jws.JWSError):
         jws.sign({}, weak, "RS384", {})
+
+
+def test_garbage_only_ever_raises_jwserror() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    key = make_client_keypair()
+    keys = key.public_jwks()["keys"]
+    segment = st.one_of(
+        st.text(max_size=40),
+        st.binary(max_size=40).map(jws.b64url_encode),
+        st.recursive(st.none() | st.integers(-(2**53), 2**53) | st.text(max_size=5),
+                     lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=5), c, max_size=3),
+                     max_leaves=8).map(lambda v: jws.b64url_encode(orjson.dumps(v))),
+    )
+
+    @settings(max_examples=150, deadline=None)
+    @given(st.lists(segment, min_size=1, max_size=4).map(".".join))
+    def check(token: str) -> None:
+        with pytest.raises(jws.JWSError):
+            jws.verify(token, keys, algorithms=jws.SMART_ALGS)
+
+    check()
