@@ -50,18 +50,20 @@ def checkpoint_every(settings: Settings) -> int:
 
 def lock_head(conn: Connection) -> tuple[int, str, int]:
     """Lock the chain head for this transaction: (event count, head hash, checkpointed)."""
-    dialect = sqlite if is_sqlite(conn) else postgresql
-    conn.execute(
-        dialect.insert(audit_head)
-        .values(id=1, event_count=0, head_hash=GENESIS, checkpointed=0)
-        .on_conflict_do_nothing(index_elements=["id"])
-    )
     q = select(audit_head.c.event_count, audit_head.c.head_hash, audit_head.c.checkpointed).where(
         audit_head.c.id == 1
     )
     if not is_sqlite(conn):
         q = q.with_for_update()
-    row = conn.execute(q).one()
+    row = conn.execute(q).first()
+    if row is None:  # first write ever (migration 0002 normally creates the row)
+        dialect = sqlite if is_sqlite(conn) else postgresql
+        conn.execute(
+            dialect.insert(audit_head)
+            .values(id=1, event_count=0, head_hash=GENESIS, checkpointed=0)
+            .on_conflict_do_nothing(index_elements=["id"])
+        )
+        row = conn.execute(q).one()
     return int(row.event_count), row.head_hash, int(row.checkpointed)
 
 
