@@ -70,8 +70,8 @@ def nhs_number_valid(raw: str | None) -> bool:
 def verified_nhs_number(patient: dict[str, Any]) -> str | None:
     """The Patient's NHS number if present, Modulus 11 valid and not marked unverified.
 
-    A UK Core NHSNumberVerificationStatus extension other than ``01`` (number present
-    and verified) makes the number unverified for matching.
+    A UK Core (or CareConnect STU3) NHSNumberVerificationStatus extension other than
+    ``01`` (number present and verified) makes the number unverified for matching.
     """
     for ident in patient.get("identifier") or []:
         if not isinstance(ident, dict) or ident.get("system") != NHS_SYSTEM:
@@ -88,7 +88,7 @@ def verified_nhs_number(patient: dict[str, Any]) -> str | None:
 
 def _verification_code(ident: dict[str, Any]) -> str | None:
     for ext in ident.get("extension") or []:
-        if ext.get("url") == NHS_VERIFICATION_URL:
+        if "NHSNumberVerificationStatus" in str(ext.get("url")):  # UK Core or CareConnect
             for coding in (ext.get("valueCodeableConcept") or {}).get("coding") or []:
                 if coding.get("code"):
                     return str(coding["code"])
