@@ -14,10 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Connection, inspect, select
+from sqlalchemy import Connection, and_, inspect, or_, select
 
 from exchange.db.tables import resource_current as rc
 from exchange.operations.eol_classify import CANDIDATE_TYPES, attorney_of, classify
+from exchange.operations.eol_codes import codebook
 from exchange.operations.eol_current import assess
 from exchange.operations.eol_elements import ref_of
 from exchange.operations.eol_model import Assessment, CareWarning, Preference
@@ -47,7 +48,21 @@ def candidate_rids(conn: Connection, patient_id: str) -> list[int]:
     """rids of current resources of the candidate types that point at the patient."""
     if _has_reference_index(conn):
         from exchange.search.tables import search_reference as sr
+        from exchange.search.tables import search_token as st
 
+        # Observations are numerous (vital signs, results): only those whose code,
+        # value or kind tag is in the code book are candidates (token index lookup).
+        book = codebook()
+        pairs = list(book.by_coding)
+        kind_systems = sorted({s for (s, _c), e in book.by_coding.items() if e.system == book.kind_system})
+        coded_observations = select(st.c.rid).where(
+            st.c.res_type == "Observation",
+            or_(
+                and_(st.c.param.in_(("code", "value-concept")),
+                     or_(*(and_(st.c.system == s, st.c.code == c) for s, c in pairs))),
+                and_(st.c.param == "_tag", st.c.system.in_(kind_systems)),
+            ),
+        )
         q = (
             select(sr.c.rid)
             .where(
@@ -55,6 +70,7 @@ def candidate_rids(conn: Connection, patient_id: str) -> list[int]:
                 sr.c.target_id == patient_id,
                 sr.c.res_type.in_(CANDIDATE_TYPES),
                 sr.c.param.in_(_PATIENT_PARAMS),
+                or_(sr.c.res_type != "Observation", sr.c.rid.in_(coded_observations)),
             )
             .distinct()
             .order_by(sr.c.rid)

@@ -235,3 +235,27 @@ def test_demo_patient_through_a_transaction(seeded, client) -> None:  # noqa: AN
     assert ext["source-organization"]["valueString"] == "Riverside Medical Practice"
     assert "kitchen drawer" in s["resuscitation-status"]["text"]["div"]
     assert any("$care-preferences" in line for line in demo_examples("http://testserver/fhir", "eol-demo"))
+
+
+def test_candidates_come_from_the_index_not_a_scan(seeded) -> None:  # noqa: ANN001
+    from exchange.operations.eol_load import candidate_rids
+    from exchange.repository.store import read_many_current
+
+    with read_tx(seeded) as conn:
+        got = {s.id for s in read_many_current(conn, candidate_rids(conn, PID))}
+    assert {"gp-dnacpr", "h-cpr", "pod", "poc", "cap", "lpa-ann"} <= got
+    assert "bp" not in got and "other-dnacpr" not in got  # ordinary observations are not even loaded
+
+
+def test_scan_fallback_finds_the_same_preferences(seeded, monkeypatch) -> None:  # noqa: ANN001
+    from exchange.operations import eol_load
+    from exchange.operations.eol_classify import is_care_preference
+    from exchange.repository.store import read_many_current
+
+    with read_tx(seeded) as conn:
+        indexed = {s.id for s in read_many_current(conn, eol_load.candidate_rids(conn, PID))
+                   if is_care_preference(s.data)}
+        monkeypatch.setattr(eol_load, "_has_reference_index", lambda conn: False)
+        scanned = {s.id for s in read_many_current(conn, eol_load.candidate_rids(conn, PID))
+                   if is_care_preference(s.data)}
+    assert indexed == scanned and "gp-dnacpr" in scanned
