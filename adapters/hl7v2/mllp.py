@@ -49,6 +49,8 @@ class MllpServer:
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self.port: int | None = None
+        self._requested = 0  # wait_applied() calls so far
+        self._completed = 0  # the newest of them answered by an empty drain
         # database work runs on the listener's own threads, never the loop's shared pool
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="mllp")
 
@@ -76,25 +78,32 @@ class MllpServer:
             await self._server.serve_forever()
 
     async def wait_applied(self) -> None:
-        """Wait until the worker has found the inbox empty after the latest message."""
-        self._idle.clear()
+        """Wait until a drain that started after this call has found the inbox empty."""
+        self._requested += 1
+        target = self._requested
         self._wake.set()
-        await self._idle.wait()
+        while self._completed < target:
+            self._idle.clear()
+            await self._idle.wait()
 
     # -- the worker ----------------------------------------------------------------
     async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
+            self._wake.clear()  # before draining: a message stored meanwhile wakes us again
+            generation = self._requested
             try:
-                n = await asyncio.get_running_loop().run_in_executor(
+                n = await loop.run_in_executor(
                     self._pool, lambda: drain(self.engine, self.settings,
                                               source_system=self.source_system))
             except Exception:  # the store may be down: keep the messages, retry later
                 log.exception("applying the HL7 v2 inbox failed; will retry")
-                n = 0
-            if n:
+                n = -1
+            if n > 0:
                 continue
-            self._idle.set()
-            self._wake.clear()
+            if n == 0:
+                self._completed = max(self._completed, generation)
+                self._idle.set()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
 
