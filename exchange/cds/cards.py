@@ -3,7 +3,7 @@
 * ``critical``: a current "not for CPR" decision, or conflicting current CPR decisions;
 * ``warning``: a decision whose review date has passed (needs review, not current);
 * ``info``: a lasting power of attorney for health and welfare, a preferred place of
-  death, and information withheld by a sharing restriction.
+  death, information withheld by a sharing restriction, and the consent layer's notices.
 
 Every card has a ``source`` label naming where the decision came from, a summary under
 140 characters, a markdown ``detail`` (who decided, when, review date, source) and a
@@ -95,6 +95,8 @@ def build_cards(a: Assessment, document_url: str) -> list[dict[str, Any]]:
         if w.code == "withheld":
             cards.append(_card("info", "Some care preferences are not shown (sharing restriction)",
                                _md(w.text), SOURCE_LABEL, document_url))
+        elif w.code == "notice":
+            cards.append(_card("info", w.text, _md(w.text), SOURCE_LABEL, document_url))
     return cards
 
 

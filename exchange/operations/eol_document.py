@@ -47,7 +47,8 @@ SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
 )
 CONFLICTS_SECTION = ("conflicts-and-warnings", "Conflicts and warnings")
 
-_SEVERITY = {"conflict": "high", "review-overdue": "moderate", "incomplete": "low", "withheld": "low"}
+_SEVERITY = {"conflict": "high", "review-overdue": "moderate", "incomplete": "low", "withheld": "low",
+             "notice": "low"}
 
 
 def instant(ts: datetime) -> str:
@@ -231,7 +232,7 @@ def _issues(a: Assessment, patient_url: str, now: datetime, full) -> list[dict[s
     for c in a.conflicts:
         issue("conflict", f"Conflict: {titles[c.kind]}", c.summary, c.items)
     labels = {"review-overdue": "Review date passed", "incomplete": "Incomplete record",
-              "withheld": "Information withheld"}
+              "withheld": "Information withheld", "notice": "Sharing notice"}
     for w in a.warnings:
         issue(w.code, labels.get(w.code, w.code), w.text, [w.item] if w.item else [])
     return out

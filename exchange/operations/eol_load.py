@@ -155,6 +155,9 @@ def gather(
             f"sharing restriction applies to them. {why + ' ' if why else ''}"
             "Ask the patient or their GP practice.",
         ))
+    for notice in ctx.informational:  # the consent layer's notes (e.g. withheld at the patient's request)
+        if not any(notice in w.text for w in assessment.warnings):
+            assessment.warnings.append(CareWarning("notice", notice))
     return Gathered(released_patient[0], out, supporting, assessment, withheld, list(ctx.informational))
 
 

@@ -81,10 +81,13 @@ def test_objection_still_shows_care_preferences_to_direct_care(engine, api) -> N
     got = ids(r.json())
     assert {"ep1-dnacpr", "ep1-ppc", "ep1-cap"} <= got
     assert "ep1-bp" not in got and "ep1-objection" not in got
+    issues = [e["resource"] for e in r.json()["entry"] if e["resource"]["resourceType"] == "DetectedIssue"]
+    assert any("patient's request" in i["detail"] for i in issues)  # the rest of the record is withheld
     hook = {"hook": "patient-view", "hookInstance": str(uuid.uuid4()), "context": {"patientId": "ep1"}}
     cards = api.post("/cds-services/care-preferences-patient-view", json=hook,
                      headers=tok(engine, api, organization=HOSP)).json()["cards"]
     assert cards and cards[0]["indicator"] == "critical" and cards[0]["summary"].startswith("DNACPR")
+    assert any(c["indicator"] == "info" and "patient's request" in c["summary"] for c in cards)
 
 
 def test_no_relationship_is_refused_unless_break_glass(engine, api) -> None:  # noqa: ANN001
