@@ -46,6 +46,7 @@ class Resolution:
     demo_key: str | None = None
     reason: str | None = None
     candidates: list[str] = field(default_factory=list)
+    previous: str | None = None  # the Patient this person resolved to before, if any
 
 
 def _chunks(items: list[Any], size: int = 500) -> list[list[Any]]:
@@ -124,6 +125,7 @@ def resolve_people(conn: Connection, source_system: str, patients: list[dict[str
     ends = follow_links(conn, {r.patient_id for r in out})
     for r in out:
         r.patient_id = ends[r.patient_id]
+        r.previous = previous.get(r.local_key)
     return out
 
 

@@ -211,11 +211,15 @@ class Run:
                 puts.extend(puts_r)
                 deletes.extend(dels_r)
                 touched |= touched_r
-        for pid, shared in compose(conn, touched).items():
-            if shared is None:
-                deletes.append(("Patient", pid))
-            else:
+        moved_from = {r.previous for r in resolutions if r.previous and r.previous != r.patient_id}
+        touched |= moved_from
+        composed = compose(conn, touched)
+        touched_ids = {pid for pid, shared in composed.items() if shared is not None}
+        for pid, shared in composed.items():
+            if shared is not None:
                 puts.append(shared)
+            elif pid not in moved_from:  # no source describes this person any more
+                deletes.append(("Patient", pid))
         result, _ = write_changes(conn, svc, self.ctx, dedupe(puts), deletes)
         self._count(result, retracted={(t, i) for s in live for t, i in self._retraction_ids(s.retractions)})
         if result.created or result.updated or result.deleted or result.retracted:
@@ -224,6 +228,10 @@ class Run:
                                               "DELETE": result.deleted + result.retracted},
                 source_system=ss, adapter_name=self.adapter.name, adapter_version=str(self.adapter.version),
                 feed=report.feed)
+        for r in resolutions:  # a person now resolved elsewhere (e.g. an NHS number arrived)
+            if r.previous and r.previous != r.patient_id and r.previous not in touched_ids:
+                merge_patients(conn, self.ctx, r.patient_id, r.previous, ss, svc=svc, adapter_name=self.adapter.name,
+                               adapter_version=str(self.adapter.version), feed=report.feed)
         for s in live:
             for m in s.merges:
                 if m.survivor in people and m.merged in people:

@@ -325,3 +325,53 @@ def test_code_mapping_keeps_original_and_reports_unmapped(engine, settings, tmp_
     ]
     unmapped = [p for p in report.problems if p.kind == "codemap"]
     assert len(unmapped) == 1 and "urn:tiny:codes|Q" in unmapped[0].reason and unmapped[0].location.line == 3
+
+
+def test_unmatched_person_gaining_an_nhs_number_is_merged_into_the_shared_patient(engine, settings, tmp_path):
+    n = fresh_nhs()
+    gp = f"person|G1|nhs={n};family=Lamb;given=Iris;gender=female;dob=1931-03-04;postcode=L8 1AA"
+    ingest(engine, settings, TinyAdapter(), [feed(tmp_path, [gp], "gp.txt")], source_system="GPL")
+    before = ["person|S1|family=Lamb;given=Iris;gender=female;dob=1931-03-04",  # no postcode: not certain
+              "flag|SF1|person=S1;text=Key safe"]
+    first = ingest(engine, settings, TinyAdapter(), [feed(tmp_path, before, "s1.txt")], source_system="SCL")
+    provisional, shared = stored_id("SCL", "S1", "Patient"), shared_patient_id(n)
+    assert first.unmatched == 1
+    assert current(engine, "Flag", stored_id("SCL", "SF1", "Flag")).data["subject"]["reference"] == f"Patient/{provisional}"
+    after = [f"person|S1|nhs={n};family=Lamb;given=Iris;gender=female;dob=1931-03-04", before[1]]
+    second = ingest(engine, settings, TinyAdapter(), [feed(tmp_path, after, "s2.txt")], source_system="SCL")
+    assert second.unmatched == 0
+    assert current(engine, "Flag", stored_id("SCL", "SF1", "Flag")).data["subject"]["reference"] == f"Patient/{shared}"
+    old = current(engine, "Patient", provisional).data
+    assert old["link"] == [{"other": {"reference": f"Patient/{shared}"}, "type": "replaced-by"}] and old["active"] is False
+    with engine.connect() as c:
+        row = c.execute(select(adapter_unmatched).where(adapter_unmatched.c.source_system == "SCL")).one()
+    assert (row.status, row.resolved_to) == ("resolved", shared)
+
+
+def test_reviewer_resolves_an_unmatched_entry(engine, settings, tmp_path):
+    from adapters.unmatched import list_entries, resolve_entry
+    from exchange.db.engine import write_tx
+
+    n = fresh_nhs()
+    ingest(engine, settings, TinyAdapter(), [feed(tmp_path, [
+        f"person|R1|nhs={n};family=Rees;given=Owen;gender=male;dob=1944-04-04;postcode=L9 9ZZ"], "r.txt")],
+        source_system="REVGP")
+    ingest(engine, settings, TinyAdapter(), [feed(tmp_path, [
+        "person|X1|family=Rees;given=O;gender=male;dob=1944-04-04", "obs|XO|person=X1;code=W;value=1"], "x.txt")],
+        source_system="REVSC")
+    with engine.connect() as c:
+        (entry,) = [e for e in list_entries(c) if e["sourceSystem"] == "REVSC"]
+    with write_tx(engine) as c:
+        out = resolve_entry(c, entry["id"], shared_patient_id(n), settings=settings)
+    assert out["moved"] == 1
+    obs = current(engine, "Observation", stored_id("REVSC", "XO", "Observation")).data
+    assert obs["subject"]["reference"] == f"Patient/{shared_patient_id(n)}"
+    shared = current(engine, "Patient", shared_patient_id(n)).data
+    assert ("urn:tiny:person", "X1") in {(i["system"], i["value"]) for i in shared["identifier"]}
+    with engine.connect() as c:
+        assert [e for e in list_entries(c) if e["sourceSystem"] == "REVSC"] == []
+    # the source's next run keeps the reviewer's decision and changes nothing
+    again = ingest(engine, settings, TinyAdapter(), [feed(tmp_path, [
+        "person|X1|family=Rees;given=O;gender=male;dob=1944-04-04", "obs|XO|person=X1;code=W;value=1"], "x.txt")],
+        source_system="REVSC")
+    assert (again.created, again.updated, again.unmatched) == (0, 0, 0)
