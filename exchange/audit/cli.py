@@ -34,7 +34,7 @@ from exchange.settings import Settings
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    return Settings.from_env(database_url=getattr(args, "database_url", None))
+    return Settings.from_env(database_url=getattr(args, "database", None))
 
 
 def _date(text: str, *, end: bool = False) -> datetime:
@@ -119,17 +119,23 @@ def cmd_ig_user_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def _db(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--database", help="database URL (default EXCHANGE_DATABASE_URL)")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     audit = subparsers.add_parser("audit", help="verify, report on and maintain the access log")
     sub = audit.add_subparsers(dest="audit_command", required=True)
 
     p = sub.add_parser("verify", help="check the hash chain and signed checkpoints")
+    _db(p)
     p.add_argument("--from", dest="from_date", type=_start,
                    help="only events recorded on or after DATE")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("report", help="run an IG report")
+    _db(p)
     p.add_argument("name", choices=sorted(REPORTS))
     p.add_argument("--from", dest="from_date", type=_start,
                    help="start date (default: 30 days ago)")
@@ -141,15 +147,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("checkpoint", help="sign the current chain head now")
+    _db(p)
     p.set_defaults(func=cmd_checkpoint)
 
     p = sub.add_parser("retention", help="archive then remove events recorded before DATE")
+    _db(p)
     p.add_argument("--before", required=True, type=_start, help="DATE (YYYY-MM-DD)")
     p.set_defaults(func=cmd_retention)
 
     users = subparsers.add_parser("ig-users", help="manage local IG console accounts")
     usub = users.add_subparsers(dest="ig_users_command", required=True)
     p = usub.add_parser("add", help="create or reset a local IG account")
+    _db(p)
     p.add_argument("username")
     p.add_argument("--password", help="the password (default: read from standard input)")
     p.set_defaults(func=cmd_ig_user_add)
@@ -158,7 +167,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run these commands on their own (the lead's ``exchange`` CLI calls :func:`register`)."""
     parser = argparse.ArgumentParser(prog="exchange")
-    parser.add_argument("--database-url", dest="database_url")
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     return args.func(args)

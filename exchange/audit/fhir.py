@@ -182,7 +182,14 @@ def search_audit(conn: Connection, ctx: RequestContext, settings: Settings,
     return orjson.dumps(bundle)
 
 
-def read_audit(conn: Connection, event_id: str) -> bytes | None:
-    """One AuditEvent's stored bytes, or None if there is no such event."""
+def read_audit(conn: Connection, event_id: str, ctx: RequestContext | None = None) -> bytes | None:
+    """One AuditEvent's stored bytes, or None if there is no such event.
+
+    With ``ctx``, the event read is recorded in ``ctx.released`` (reading the log is audited).
+    """
     row = conn.execute(select(audit_event.c.content).where(audit_event.c.event_id == event_id)).first()
-    return bytes(row.content) if row else None
+    if row is None:
+        return None
+    if ctx is not None:
+        ctx.released.append(Released("AuditEvent", event_id, "1"))
+    return bytes(row.content)

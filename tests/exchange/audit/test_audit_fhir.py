@@ -108,3 +108,7 @@ def test_read_audit(filled) -> None:  # noqa: ANN001
         raw = read_audit(conn, event_id)
         assert read_audit(conn, "no-such-event") is None
     assert raw is not None and orjson.loads(raw)["id"] == event_id
+    ctx = RequestContext(requester=IG, interaction="read", resource_type="AuditEvent")
+    with read_tx(engine) as conn:
+        assert read_audit(conn, event_id, ctx) == raw
+    assert [(r.resource_type, r.resource_id) for r in ctx.released] == [("AuditEvent", event_id)]

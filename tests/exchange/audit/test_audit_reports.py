@@ -121,7 +121,7 @@ def test_passwords_use_scrypt() -> None:
 def _cli(args: list[str], url: str, monkeypatch, capsys, stdin: str | None = None):  # noqa: ANN001, ANN202
     if stdin is not None:
         monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
-    code = cli.main(["--database-url", url, *args])
+    code = cli.main([*args, "--database", url])
     return code, capsys.readouterr()
 
 
