@@ -123,3 +123,15 @@ def test_results_pass_the_disclosure_choke_point(engine, settings, people):
 def test_bad_parameters_are_invalid(engine, settings, bad):
     with engine.connect() as conn, pytest.raises(Invalid):
         match(conn, ctx(), settings, bad, BASE)
+
+
+def test_match_over_http(client, people):
+    body = params({"resourceType": "Patient", "identifier": [{"system": NHS, "value": "9990000425"}]}, only_certain=True)
+    resp = client.post("/fhir/Patient/$match", json=body, headers={"Content-Type": "application/fhir+json"})
+    assert resp.status_code == 200, resp.text
+    data = resp.json()
+    assert data["type"] == "searchset"
+    assert [e["resource"]["id"] for e in data["entry"]] == ["m-joan"]
+    bad = client.post("/fhir/Patient/$match", json={"resourceType": "Parameters", "parameter": []},
+                      headers={"Content-Type": "application/fhir+json"})
+    assert bad.status_code == 400 and bad.json()["resourceType"] == "OperationOutcome"
