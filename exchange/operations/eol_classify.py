@@ -59,20 +59,18 @@ CANDIDATE_TYPES = ("Flag", "Observation", "Consent", "CarePlan", "QuestionnaireR
                    "ClinicalImpression", "RelatedPerson")
 
 
-def source_of(res: dict[str, Any], book: CodeBook) -> str:
-    """The source system: a source-system meta.tag, else meta.source, else 'unknown source'."""
+def source_of(res: dict[str, Any], book: CodeBook) -> tuple[str, str]:
+    """(identity, label) of the source system: a source-system meta.tag (its system and
+    code; label = display or code), else meta.source, else unknown."""
     meta = res.get("meta") or {}
-    tags = [t for t in meta.get("tag") or [] if isinstance(t, dict)]
-    for wanted in book.source_tag_systems:
-        for t in tags:
-            if t.get("system") == wanted and t.get("code"):
-                return str(t.get("display") or t["code"])
-    for t in tags:
-        if str(t.get("system", "")).endswith("source-system") and t.get("code"):
-            return str(t.get("display") or t["code"])
+    tags = [t for t in meta.get("tag") or [] if isinstance(t, dict) and t.get("code")]
+    chosen = next((t for wanted in book.source_tag_systems for t in tags if t.get("system") == wanted), None)
+    chosen = chosen or next((t for t in tags if str(t.get("system", "")).endswith("source-system")), None)
+    if chosen is not None:
+        return f"{chosen.get('system')}|{chosen['code']}", str(chosen.get("display") or chosen["code"])
     if meta.get("source"):
-        return str(meta["source"])
-    return UNKNOWN_SOURCE
+        return str(meta["source"]), str(meta["source"])
+    return UNKNOWN_SOURCE, UNKNOWN_SOURCE
 
 
 def _kind_tag(res: dict[str, Any], book: CodeBook) -> CodeEntry | None:
@@ -106,13 +104,15 @@ def _qr_details(items: list[Any], out: list[str], prefix: str = "") -> None:
 
 
 def _base(res: dict[str, Any], kind: str, label: str, book: CodeBook, status: str) -> Preference:
+    source_id, source = source_of(res, book)
     return Preference(
         kind=kind,
         resource_type=res["resourceType"],
         resource_id=str(res.get("id", "")),
         label=label,
         record_status=status,
-        source=source_of(res, book),
+        source=source,
+        source_id=source_id,
         last_updated=(res.get("meta") or {}).get("lastUpdated"),
     )
 
@@ -343,7 +343,7 @@ def attorney_of(res: dict[str, Any], book: CodeBook | None = None) -> Attorney |
         active=res.get("active", True) is not False,
         telecom=telecom,
         address=addr,
-        source=source_of(res, book),
+        source=source_of(res, book)[1],
     )
 
 

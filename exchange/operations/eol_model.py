@@ -88,7 +88,7 @@ class Preference:
     resource_id: str
     label: str  # what it says, e.g. "Not for attempted cardiopulmonary resuscitation"
     record_status: str  # normalised: active | cancelled | entered-in-error | draft
-    source: str  # source system label (meta.tag / meta.source)
+    source: str  # source system label shown to people (tag display / code, meta.source)
     cpr: str | None = None  # NOT_FOR_CPR | FOR_CPR for kind "cpr"
     topic: str = ""  # sub-grouping for supersession (e.g. the decision a capacity test is about)
     decided: FhirDate | None = None
@@ -99,6 +99,7 @@ class Preference:
     details: list[str] = field(default_factory=list)
     document: str | None = None  # where the signed form / full document is
     last_updated: str | None = None
+    source_id: str = ""  # source system identity used for supersession (tag system|code)
     # filled in by eol_current.assess
     state: str = ""
     superseded_by: str | None = None
@@ -113,7 +114,9 @@ class Preference:
         """Decisions supersede one another within (source, kind, topic). A record whose
         source is unknown is its own group: never silently superseded, so disagreement
         with it shows as a conflict rather than disappearing."""
-        source = self.source if self.source != UNKNOWN_SOURCE else f"{UNKNOWN_SOURCE} {self.reference}"
+        source = self.source_id or self.source
+        if source == UNKNOWN_SOURCE:
+            source = f"{UNKNOWN_SOURCE} {self.reference}"
         return (source, self.kind, self.topic)
 
     @property
