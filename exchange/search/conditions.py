@@ -97,10 +97,12 @@ def range_cond(
         return hi > sh
     if prefix == "lt":
         return lo < sl
+    # ge / le: the leading redundant bound (every match satisfies it) lets the index on
+    # high / low narrow the scan before the OR is checked
     if prefix == "ge":
-        return or_(hi > sh, within) if high_exclusive else hi >= sl
+        return and_(hi > sl, or_(hi > sh, within)) if high_exclusive else hi >= sl
     if prefix == "le":
-        return or_(lo < sl, within) if high_exclusive else lo <= sh
+        return and_(lo < sh, or_(lo < sl, within)) if high_exclusive else lo <= sh
     if prefix == "sa":
         return lo >= sh if high_exclusive else lo > sh
     if prefix == "eb":
