@@ -135,6 +135,9 @@ def _location(f: Field, status: str) -> dict[str, Any] | None:
 
 def _encounter(b: MessageBuilder, event: str) -> None:
     pv1 = b.msg.first("PV1")
+    if pv1 is None and event == "A08":
+        b.warn("ADT^A08 without PV1: patient details updated, no visit")
+        return
     if pv1 is None:
         raise MappingError(f"ADT^{event} without a PV1 segment", "PV1")
     visit = pv1.field(19)

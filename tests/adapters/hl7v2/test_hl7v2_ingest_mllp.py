@@ -165,3 +165,20 @@ def test_receive_is_durable_before_apply_and_drain_is_idempotent(engine, setting
     assert drain(engine, settings, source_system="REM") == 0
     assert receive(engine, adt("DUR-1", "A01", "20261125080000").replace("V900001", "V900002"),
                    source_system="REM") == ack
+
+
+def test_a40_merge_links_the_shared_patients(engine, settings, tmp_path) -> None:  # noqa: ANN001
+    feed = tmp_path / "merge.hl7"
+    feed.write_text(
+        "MSH|^~\\&|PAS|REMM|X|Y|20261101||ADT^A28|G1|P|2.4\n"
+        "PID|1||RMA1^^^REM^MR~9990000018^^^NHS^NH||TESTER^ANNE||19500101|F\n\n"
+        "MSH|^~\\&|PAS|REMM|X|Y|20261101||ADT^A28|G2|P|2.4\n"
+        "PID|1||RMB2^^^REM^MR~9990000026^^^NHS^NH||TESTER^ANN||19500101|F\n\n"
+        "MSH|^~\\&|PAS|REMM|X|Y|20261102||ADT^A40^ADT_A39|G3|P|2.4\nEVN|A40|20261102\n"
+        "PID|1||RMA1^^^REM^MR~9990000018^^^NHS^NH||TESTER^ANNE||19500101|F\nMRG|RMB2^^^REM^MR\n")
+    report = ingest(engine, settings, Hl7v2Adapter(), [feed], source_system="REMM")
+    assert report.rejected == 0, [p.to_dict() for p in report.problems]
+    survivor = _current(engine, "Patient", shared_patient_id("9990000018"))
+    merged = _current(engine, "Patient", shared_patient_id("9990000026"))
+    assert {"other": {"reference": f"Patient/{merged['id']}"}, "type": "replaces"} in survivor["link"]
+    assert merged["link"][0]["type"] == "replaced-by" and merged["active"] is False

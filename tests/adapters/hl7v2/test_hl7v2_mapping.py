@@ -164,3 +164,11 @@ def test_every_public_sample_is_accepted_or_rejected_clearly() -> None:
     assert outcomes["ADT-A01-01.hl7"][0] == "ok" and outcomes["LAB-ORU-1.hl7"][0] == "ok"
     assert outcomes["MDM-T02-01.hl7"] == ("rejected",
                                           "the document has no content (no OBX-5 text or encapsulated data)")
+
+
+def test_a08_without_pv1_updates_the_patient_only() -> None:
+    rec = record_from_text("MSH|^~\\&|PAS|REM|X|Y|20261201||ADT^A08|U1|P|2.4\r"
+                           "PID|1||9990000425^^^NHS^NH~RM1234567^^^REM^MR||WHITFIELD^JOAN", "t")
+    res, ctx = _map(rec)
+    assert [r["resourceType"] for r in res] == ["Patient", "Organization"]
+    assert "no visit" in ctx.warnings[0]
