@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -239,7 +239,9 @@ class Run:
                                    adapter_name=self.adapter.name, adapter_version=str(self.adapter.version),
                                    feed=report.feed)
                 else:
-                    report.problem("warning", "identity", f"merge of {m.merged} into {m.survivor}: person not known",
+                    unknown = ", ".join(k for k in (m.survivor, m.merged) if k not in people)
+                    report.problem("warning", "identity", f"merge of {m.merged} into {m.survivor} not done: "
+                                   f"this source has sent no person {unknown}",
                                    location=s.record.location, source_id=s.record.source_id)
         report.unmatched += queue_unmatched(conn, ss, resolutions, {r["id"]: s.record for s in live
                                                                      for r in s.resources if r["resourceType"] == "Patient"})
@@ -300,14 +302,14 @@ class Run:
         report.updated += len(result.updated)
 
     # ---- the run ----------------------------------------------------------------------
-    def execute(self, paths: Sequence[Path], progress: ProgressCallback | None) -> IngestReport:
+    def execute(self, items: Iterable[SourceRecord | RecordError], progress: ProgressCallback | None) -> IngestReport:
         report, started = self.report, time.perf_counter()
         self._record_run("running")
         seen = deletions.Seen()
         batch: list[Staged] = []
         size = 0
         try:
-            for item in self.adapter.read(paths):
+            for item in items:
                 report.read += 1
                 if isinstance(item, RecordError):
                     report.rejected += 1
@@ -373,7 +375,21 @@ def ingest(engine: Engine, settings: Settings, adapter: SourceAdapter, paths: Se
     paths = [Path(p) for p in paths]
     feed = ", ".join(str(p) for p in paths)
     run = Run(engine, settings, adapter, ss, feed, dry_run, batch_resources)
-    return run.execute(paths, progress)
+    return run.execute(adapter.read(paths), progress)
 
 
-__all__ = ["BATCH_RESOURCES", "Run", "ingest", "merge_patients"]
+def ingest_records(engine: Engine, settings: Settings, adapter: SourceAdapter,
+                   records: Iterable[SourceRecord | RecordError], *, feed: str, source_system: str | None = None,
+                   dry_run: bool = False, progress: ProgressCallback | None = None,
+                   batch_resources: int = BATCH_RESOURCES) -> IngestReport:
+    """Like :func:`ingest` for records already read (e.g. one HL7 v2 message from MLLP).
+
+    ``feed`` names the input in Provenance and the report. Deletion detection of
+    full-extract adapters runs only if ``records`` is the whole extract.
+    """
+    ss = source_system or adapter.default_source_system or adapter.name
+    run = Run(engine, settings, adapter, ss, feed, dry_run, batch_resources)
+    return run.execute(records, progress)
+
+
+__all__ = ["BATCH_RESOURCES", "Run", "ingest", "ingest_records", "merge_patients"]
