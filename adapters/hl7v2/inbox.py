@@ -101,6 +101,9 @@ def receive(engine: Engine, text: str, *, source_system: str = "hl7v2",
         status, code = ("rejected", "AR") if unsupported else ("error", "AE")
         reason = f"{exc.reason} ({exc.element})" if exc.element else exc.reason
         error_code = acks.UNSUPPORTED_EVENT if unsupported else acks.REQUIRED_FIELD_MISSING
+    except Exception as exc:  # an adapter bug: keep the message, tell the sender (AE)
+        status, code = "error", "AE"
+        reason = f"the exchange could not map this message ({type(exc).__name__})"
     ack = acks.build_ack(code, msg=msg, reason=reason, error_code=error_code)
     subject, when = _order_info(msg)
     stored = _store(engine, key, msg.control_id, msg.message_type, digest, text, peer, status,
