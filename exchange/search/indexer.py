@@ -133,7 +133,16 @@ def _sqlite(v: Any) -> Any:
     return v.isoformat(sep=" ", timespec="microseconds") if isinstance(v, datetime) else v
 
 
+_PG_MAX_ROWS = 2000  # keeps one statement well under PostgreSQL's 65,535 bind parameters
+
+
 def _write_pg(conn: Connection, rid: int, resource_type: str, rows_by_type: dict[str, list[dict[str, Any]]]) -> None:
+    if sum(len(r) for r in rows_by_type.values()) > _PG_MAX_ROWS:  # a huge resource: in pieces
+        _write_pg(conn, rid, resource_type, {})
+        for ptype, rows in rows_by_type.items():
+            for i in range(0, len(rows), _PG_MAX_ROWS):
+                _insert_pg(conn, rid, resource_type, ptype, rows[i : i + _PG_MAX_ROWS])
+        return
     parts: list[str] = []
     params: list[Any] = []
     for i, table in enumerate(ALL_TABLES):
@@ -151,6 +160,19 @@ def _write_pg(conn: Connection, rid: int, resource_type: str, rows_by_type: dict
         for r in rows:
             params.extend((rid, resource_type, r["param"], r["grp"], *(r.get(c) for c in cols)))
     conn.exec_driver_sql("WITH " + ", ".join(parts) + " SELECT 1", tuple(params))
+
+
+def _insert_pg(conn: Connection, rid: int, resource_type: str, ptype: str, rows: list[dict[str, Any]]) -> None:
+    cols = _VALUE_COLS[ptype]
+    one = "(" + ", ".join(["%s"] * (4 + len(cols))) + ")"
+    params: list[Any] = []
+    for r in rows:
+        params.extend((rid, resource_type, r["param"], r["grp"], *(r.get(c) for c in cols)))
+    conn.exec_driver_sql(
+        f"INSERT INTO {TABLE_BY_TYPE[ptype].name} (rid, res_type, param, grp, {', '.join(cols)}) "
+        f"VALUES {', '.join([one] * len(rows))}",
+        tuple(params),
+    )
 
 
 def reindex(engine: Engine, resource_type: str | None = None, *, batch: int = 500) -> int:

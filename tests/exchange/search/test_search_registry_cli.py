@@ -41,3 +41,19 @@ def test_cli_reindex_rebuilds_rows(sx, capsys):
     with read_tx(sx.engine) as conn:
         after = conn.execute(search_token.select().where(search_token.c.res_type == "Patient")).all()
     assert sorted(map(tuple, after)) == sorted(map(tuple, before)) and before
+
+
+def test_resource_with_thousands_of_index_rows(sx):
+    from exchange.db.engine import write_tx
+
+    big = {"resourceType": "List", "id": "big-list", "status": "current", "mode": "working",
+           "subject": {"reference": "Patient/p1"},
+           "entry": [{"item": {"reference": f"Observation/x{i}"}} for i in range(2500)]}
+    with write_tx(sx.engine) as conn:
+        sx.put(conn, big)
+    assert sx.find("List", "item=Observation/x2499") == {"big-list"}
+    assert sx.find("List", "item=Observation/x0&subject=Patient/p1") == {"big-list"}
+    with write_tx(sx.engine) as conn:
+        sx.put(conn, {**big, "entry": big["entry"][:10]})
+    assert sx.find("List", "item=Observation/x2499") == set()
+    assert sx.find("List", "item=Observation/x9") == {"big-list"}
