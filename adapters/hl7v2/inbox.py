@@ -90,9 +90,18 @@ def receive(engine: Engine, text: str, *, source_system: str = "hl7v2",
                       "rejected", "AR", ack, record.reason, None, None)
     msg: Message = record.data
     key = f"{msg.msh.raw(3)}|{msg.msh.raw(4)}|{msg.control_id}"
+    note = None
     existing = _existing(engine, key)
     if existing is not None:
-        return _repeat(existing, msg, digest)
+        if existing.content_sha256 == digest:
+            return existing.ack  # a repeat: the same ACK, not applied again
+        # the same MSH-10 for different content (a sender's counter reset, a regenerated
+        # message): never lose it; it is its own inbox entry, deduplicated by content
+        key = f"{key}|{digest[:16]}"
+        note = f"MSH-10 {msg.control_id} was used before for a different message"
+        again = _existing(engine, key)
+        if again is not None:
+            return again.ack
     status, code, reason, error_code = "pending", "AA", "", acks.APPLICATION_ERROR
     try:
         Hl7v2Adapter().map(record, MappingContext(source_system=source_system, feed="mllp"))
@@ -106,22 +115,9 @@ def receive(engine: Engine, text: str, *, source_system: str = "hl7v2",
         reason = f"the exchange could not map this message ({type(exc).__name__})"
     ack = acks.build_ack(code, msg=msg, reason=reason, error_code=error_code)
     subject, when = _order_info(msg)
-    stored = _store(engine, key, msg.control_id, msg.message_type, digest, text, peer, status,
-                    code, ack, reason or None, subject, when)
-    if stored != ack:  # a concurrent sender stored the same key first
-        existing = _existing(engine, key)
-        if existing is not None:
-            return _repeat(existing, msg, digest)
-    return stored
-
-
-def _repeat(row: Any, msg: Message, digest: str) -> str:
-    if row.content_sha256 == digest:
-        return row.ack
-    return acks.build_ack(
-        "AR", msg=msg, error_code=acks.DUPLICATE_KEY,
-        reason=f"MSH-10 {msg.control_id} was already used for a different message "
-               f"(received {row.received_at:%Y-%m-%d %H:%M:%S})")
+    detail = "; ".join(x for x in (reason, note) if x) or None
+    return _store(engine, key, msg.control_id, msg.message_type, digest, text, peer, status,
+                  code, ack, detail, subject, when)
 
 
 def _existing(engine: Engine, key: str) -> Any:
@@ -209,7 +205,9 @@ def drain(engine: Engine, settings: Settings, *, source_system: str = "hl7v2",
             rec = record_from_text(r.message, "inbox")
             sid = message_source_id(rec.data) if isinstance(rec, SourceRecord) else ""
             reason = failed.get(sid)
-            conn.execute(update(hl7v2_inbox).where(hl7v2_inbox.c.seq == r.seq).values(
-                status="failed" if reason else "applied", applied_at=now,
-                attempts=r.attempts + 1, detail=reason))
+            values: dict[str, Any] = {"status": "failed" if reason else "applied",
+                                      "applied_at": now, "attempts": r.attempts + 1}
+            if reason:
+                values["detail"] = "; ".join(x for x in (r.detail, reason) if x)
+            conn.execute(update(hl7v2_inbox).where(hl7v2_inbox.c.seq == r.seq).values(**values))
     return len(rows)

@@ -114,9 +114,10 @@ def test_mllp_listener_over_a_real_socket(engine, settings) -> None:  # noqa: AN
             first = await send(port, frame(adt("MLLP-1", "A01", "20261120080000")))
             repeat = await send(port, frame(adt("MLLP-1", "A01", "20261120080000")))
             assert _ack_code(first) == "AA" and first == repeat
-            # the same MSH-10 reused for different content is refused
-            clash = await send(port, frame(adt("MLLP-1", "A03", "20261121080000")))
-            assert _ack_code(clash) == "AR" and b"205" in clash
+            # the same MSH-10 reused for different content is kept as a message of its own
+            clash = await send(port, frame(adt("MLLP-1", "A08", "20261120090000")))
+            assert _ack_code(clash) == "AA" and clash != first
+            assert await send(port, frame(adt("MLLP-1", "A08", "20261120090000"))) == clash
             # 3. concurrent senders, one of them out of order (old A01 after the discharge)
             msgs = [adt("MLLP-3", "A03", "20261122100000", "20261122100000")]
             acks = await asyncio.gather(*[send(port, frame(m)) for m in msgs])
@@ -140,8 +141,11 @@ def test_mllp_listener_over_a_real_socket(engine, settings) -> None:  # noqa: AN
     asyncio.run(scenario())
     clients.shutdown()
     with engine.connect() as conn:
-        rows = {r.control_id: r for r in conn.execute(select(hl7v2_inbox))}
+        all_rows = conn.execute(select(hl7v2_inbox).order_by(hl7v2_inbox.c.seq)).all()
+    rows = {r.control_id: r for r in reversed(all_rows)}  # the first of each control id
     assert "MLLP-BROKEN" not in rows
+    reused = [r for r in all_rows if r.control_id == "MLLP-1"]
+    assert len(reused) == 2 and "used before" in reused[1].detail
     assert rows["MLLP-1"].status == "applied" and rows["MLLP-3"].status == "applied"
     assert rows["MLLP-2"].status == "superseded"
     assert rows["MLLP-4"].status == "error"
