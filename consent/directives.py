@@ -297,8 +297,27 @@ def is_privacy_directive(consent: dict[str, Any]) -> bool:
     return any(code == "patient-privacy" for _s, code in _codes(consent.get("scope")))
 
 
-def parse_directive(consent: dict[str, Any], resolve: Any, now: datetime) -> Directive | None:
-    """A :class:`Directive` for an in-force patient-privacy Consent, else None."""
+def is_uniform(d: Directive, who: Requesting, now: datetime) -> bool:
+    """True when no provision that applies to this requester tests the resource (class,
+    code, label, instance, dataPeriod): the directive then decides the same way for
+    every resource of the patient, which SQL can express without per-resource checks."""
+    def walk(p: Provision) -> bool:
+        if not p.applies_to_requester(who, now):
+            return True
+        if p.explicit or p.data_period is not None:
+            return False
+        return all(walk(c) for c in p.children)
+
+    return walk(d.root)
+
+
+def in_force(d: Directive, now: datetime) -> bool:
+    return in_period(d.root.period, now)
+
+
+def parse_directive(consent: dict[str, Any], resolve: Any, now: datetime | None) -> Directive | None:
+    """A :class:`Directive` for an in-force patient-privacy Consent, else None
+    (``now`` None: skip the in-force check, for caching; check :func:`in_force` later)."""
     if consent.get("resourceType") != "Consent" or consent.get("status") != "active":
         return None
     if not is_privacy_directive(consent):
@@ -308,7 +327,7 @@ def parse_directive(consent: dict[str, Any], resolve: Any, now: datetime) -> Dir
         return None
     root_doc = consent.get("provision") if isinstance(consent.get("provision"), dict) else {}
     root = parse_provision(root_doc, "provision", resolve)
-    if not in_period(root.period, now):
+    if now is not None and not in_period(root.period, now):
         return None
     if root.type is None:
         rules = {c for _s, c in _codes(consent.get("policyRule"))}

@@ -45,6 +45,7 @@ from consent.directives import (
     Outcome,
     Requesting,
     combine,
+    in_force,
     parse_directive,
     restrictions_for,
 )
@@ -79,6 +80,11 @@ def permit(rule: str, reason: str = "") -> Decision:
     return Decision("permit", rule=rule, reason=reason)
 
 
+#: parsed directives by (rid, version): a Consent version never changes (actor
+#: references are resolved when first parsed; see docs/consent-policy.md "Limits")
+_PARSED: dict[tuple[int, int], Directive | None] = {}
+
+
 @dataclass
 class _State:
     now: datetime
@@ -87,7 +93,9 @@ class _State:
     relationships: dict[str, str | None] = field(default_factory=dict)
     directives: dict[str, list[Directive]] = field(default_factory=dict)
     directive_hidden: list[int] | None = None  # rids of directive patients check denies
-    directive_overflow: bool = False
+    directive_overflow: list[str] = field(default_factory=list)  # patients hidden wholesale
+    directive_uniform: list[str] = field(default_factory=list)
+    all_directives_loaded: bool = False
     notices: dict[str, tuple[str, ...]] = field(default_factory=dict)  # patient -> notices
 
 
@@ -139,18 +147,42 @@ class ConsentGate:
         return kind
 
     def directives(self, conn: Connection, ctx: RequestContext, patient_id: str) -> list[Directive]:
+        """The patient's in-force directives (cached on the request)."""
         st = self._state(ctx)
-        if patient_id not in st.directives:
-            from exchange.repository.store import read_many_current
+        if patient_id not in st.directives and not st.all_directives_loaded:
+            self._load_directives(conn, ctx, consent_fact.c.patient_id == patient_id)
+            st.directives.setdefault(patient_id, [])
+        return st.directives.get(patient_id, [])
 
-            rids = list(conn.execute(select(consent_fact.c.rid).where(
-                consent_fact.c.directive.is_(True), consent_fact.c.patient_id == patient_id)
-                .order_by(consent_fact.c.rid)).scalars())
-            resolve = make_resolver(conn)
-            parsed = [parse_directive(r.data, resolve, st.now)
-                      for r in read_many_current(conn, rids)]
-            st.directives[patient_id] = [d for d in parsed if d is not None]
-        return st.directives[patient_id]
+    def all_directives(self, conn: Connection, ctx: RequestContext) -> dict[str, list[Directive]]:
+        """In-force directives of every patient who has one (loaded once per request)."""
+        st = self._state(ctx)
+        if not st.all_directives_loaded:
+            self._load_directives(conn, ctx, consent_fact.c.patient_id.is_not(None))
+            st.all_directives_loaded = True
+        return {pid: ds for pid, ds in st.directives.items() if ds}
+
+    def _load_directives(self, conn: Connection, ctx: RequestContext, where: Any) -> None:
+        from exchange.repository.store import read_many_current
+
+        st = self._state(ctx)
+        rows = conn.execute(select(consent_fact.c.rid, consent_fact.c.patient_id).where(
+            consent_fact.c.directive.is_(True), where).order_by(consent_fact.c.rid)).all()
+        fresh: dict[str, list[Directive]] = {}
+        resolve = None
+        for res in read_many_current(conn, [r.rid for r in rows]):
+            key = (res.rid, res.version_id)
+            if key not in _PARSED:
+                resolve = resolve or make_resolver(conn)
+                if len(_PARSED) > 20000:
+                    _PARSED.clear()
+                _PARSED[key] = parse_directive(res.data, resolve, None)
+            d = _PARSED[key]
+            if d is not None and in_force(d, st.now):
+                fresh.setdefault(d.patient_id, []).append(d)
+        for pid in {r.patient_id for r in rows}:
+            if pid not in st.directives:
+                st.directives[pid] = fresh.get(pid, [])
 
     # -- DisclosureGate --------------------------------------------------------------
     def check(self, conn: Connection, ctx: RequestContext, resource: StoredResource) -> Decision:

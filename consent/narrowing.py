@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl
 
 from sqlalchemy import ColumnElement, Connection, and_, false, not_, or_, select
 
+from consent.directives import combine, is_uniform, restrictions_for
 from consent.relationship import org_refs_for, related_patients
 from consent.tables import consent_fact
 from exchange.pipeline.context import RequestContext
@@ -86,19 +87,45 @@ def hidden_condition(gate: ConsentGate, conn: Connection, ctx: RequestContext) -
 
 def directive_hidden(gate: ConsentGate, conn: Connection, ctx: RequestContext,
                      directive_patients: Any) -> ColumnElement[bool]:
-    """Resources of patients with directives that ``check`` denies, evaluated exactly
-    (directive provisions can test codes, dates and instances that SQL cannot), so
-    that conditions (``_has``, chains) and counts never see them. Above
-    DIRECTIVE_EVAL_LIMIT resources, every non-exempt resource of those patients is
-    hidden in SQL instead (conservative) and check still decides what is shown."""
+    """Resources that the patients' directives withhold from this requester.
+
+    Per patient with in-force directives: none apply to the requester -> nothing; the
+    directives decide uniformly (no applying provision tests the resource) and deny ->
+    every resource except demographics and care preferences, in SQL; otherwise each of
+    the patient's resources is checked (directives can test codes, dates, instances) and
+    the denied rids are excluded, so ``_has``, chains and totals never see them. Above
+    DIRECTIVE_EVAL_LIMIT such resources, all non-exempt resources of those patients are
+    hidden in SQL (conservative) and ``check`` still decides what is shown.
+    """
     st = gate._state(ctx)
     f = consent_fact
+    req = ctx.requester
+    if req.kind == "user" and req.purpose_of_use == "BTG" and \
+            "objection" in gate.policy.break_glass_overrides:
+        return false()
+    if req.kind == "system":
+        sp = gate.policy.system_policy(req.client_id)
+        if sp is None or not sp.honour_objections:
+            return false()
     if st.directive_hidden is None:
-        rids = list(conn.execute(select(f.c.rid).where(f.c.patient_id.in_(directive_patients))
-                                 .order_by(f.c.rid).limit(DIRECTIVE_EVAL_LIMIT + 1)).scalars())
-        st.directive_overflow = len(rids) > DIRECTIVE_EVAL_LIMIT
+        uniform: list[str] = []
+        evaluate: list[str] = []
+        for pid, ds in sorted(gate.all_directives(conn, ctx).items()):
+            if not any(restrictions_for(d, st.who, st.now) for d in ds):
+                continue
+            if all(is_uniform(d, st.who, st.now) for d in ds):
+                got = combine([o for d in ds if (o := d.evaluate(st.who, {}, st.now))])
+                if got is not None and got.effect == "deny":
+                    uniform.append(pid)
+            else:
+                evaluate.append(pid)
+        st.directive_uniform = uniform
+        rids = list(conn.execute(select(f.c.rid).where(f.c.patient_id.in_(evaluate))
+                                 .order_by(f.c.rid).limit(DIRECTIVE_EVAL_LIMIT + 1)).scalars()) \
+            if evaluate else []
+        st.directive_overflow = evaluate if len(rids) > DIRECTIVE_EVAL_LIMIT else []
         hidden: list[int] = []
-        if not st.directive_overflow:
+        if rids and not st.directive_overflow:
             from exchange.repository.store import read_many_current
 
             scratch = RequestContext(requester=ctx.requester)
@@ -106,11 +133,14 @@ def directive_hidden(gate: ConsentGate, conn: Connection, ctx: RequestContext,
             hidden = [r.rid for r in read_many_current(conn, rids)
                       if gate.decide(conn, scratch, r.data).effect == "deny"]
         st.directive_hidden = hidden
-    if st.directive_overflow:
-        return and_(f.c.patient_id.in_(directive_patients), f.c.care_pref.is_(False),
-                    f.c.res_type.not_in(sorted(gate.policy.demographic_types)))
-    return f.c.rid.in_(st.directive_hidden) if st.directive_hidden else false()
-
+    conds: list[ColumnElement[bool]] = []
+    blanket = st.directive_uniform + list(st.directive_overflow)
+    if blanket:
+        conds.append(and_(f.c.patient_id.in_(blanket), f.c.care_pref.is_(False),
+                          f.c.res_type.not_in(sorted(gate.policy.demographic_types))))
+    if st.directive_hidden:
+        conds.append(f.c.rid.in_(st.directive_hidden))
+    return or_(*conds) if conds else false()
 
 
 _PATIENT_PARAMS = {"patient", "subject", "patient:Patient", "subject:Patient", "beneficiary"}

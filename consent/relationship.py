@@ -13,8 +13,9 @@ participant.member). *Recent* means ended no earlier than
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import lru_cache
 
-from sqlalchemy import ColumnElement, Connection, Select, and_, false, or_, select
+from sqlalchemy import ColumnElement, Connection, Select, and_, bindparam, false, or_, select
 
 from consent.tables import consent_fact, consent_link
 
@@ -44,15 +45,27 @@ def related_patients(ods: str | None, org_refs: list[str], cutoff: datetime,
     return select(consent_link.c.patient_id).where(_link_condition(ods, org_refs, cutoff, kinds))
 
 
+@lru_cache(maxsize=16)
+def _kind_statement(kinds: frozenset[str], with_refs: bool) -> Select:
+    """The per-patient lookup, built once and executed with bound values."""
+    who = consent_link.c.org_ods == bindparam("ods")
+    if with_refs:
+        who = or_(who, consent_link.c.org_ref.in_(bindparam("refs", expanding=True)))
+    return (select(consent_link.c.kind)
+            .where(consent_link.c.patient_id == bindparam("pid"), who,
+                   or_(consent_link.c.period_end.is_(None),
+                       consent_link.c.period_end >= bindparam("cutoff")),
+                   consent_link.c.kind.in_(sorted(kinds)))
+            .order_by(consent_link.c.kind)
+            .limit(1))
+
+
 def relationship_kind(conn: Connection, ods: str | None, org_refs: list[str], patient_id: str,
                       now: datetime, lookback_days: int, kinds: frozenset[str]) -> str | None:
     """The kind of the first qualifying link (e.g. ``registered_gp``), or None."""
     if not ods:
         return None
-    cutoff = now - timedelta(days=lookback_days)
-    q = (select(consent_link.c.kind)
-         .where(consent_link.c.patient_id == patient_id,
-                _link_condition(ods, org_refs, cutoff, kinds))
-         .order_by(consent_link.c.kind)
-         .limit(1))
-    return conn.execute(q).scalar()
+    params: dict = {"ods": ods, "pid": patient_id, "cutoff": now - timedelta(days=lookback_days)}
+    if org_refs:
+        params["refs"] = org_refs
+    return conn.execute(_kind_statement(kinds, bool(org_refs)), params).scalar()

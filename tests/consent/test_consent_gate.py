@@ -328,3 +328,14 @@ def test_sql_filter_narrows_what_it_can_express(world, cengine, gate):
     assert "Flag/flag5" not in hosp
     mine = _sql_visible(cengine, gate, patient_ctx("p1"))
     assert "Observation/obs2" not in mine and "Observation/obs-nopat" not in mine
+
+
+def test_sql_filter_beyond_the_evaluation_limit_hides_conservatively(world, cengine, gate, monkeypatch):
+    import consent.narrowing
+
+    monkeypatch.setattr(consent.narrowing, "DIRECTIVE_EVAL_LIMIT", 0)
+    sql = _sql_visible(cengine, gate, user(HOSP))
+    assert "Encounter/e5" not in sql and "Patient/p5" in sql and "Flag/flag5" in sql
+    with read_tx(cengine) as conn:
+        everything = [(t, i) for t, i in conn.execute(select(rc.c.res_type, rc.c.res_id))]
+    assert visible(cengine, gate, user(HOSP), everything) <= sql
