@@ -7,7 +7,7 @@
 * ``audit checkpoint``: sign the current head now.
 * ``audit retention --before DATE``: archive then remove older events (documented job).
 * ``ig-users add USERNAME [--password P]``: create or reset a local IG console account
-  (password from stdin when not given).
+  (password from stdin when not given); ``ig-users disable USERNAME [--enable]``.
 
 ``register(subparsers)`` adds these; each sets ``func(args) -> int``.
 """
@@ -27,7 +27,7 @@ from exchange.audit.fhir import date_range
 from exchange.audit.reports import REPORTS, run_report, to_csv
 from exchange.audit.retention import run_retention
 from exchange.audit.verify import verify
-from exchange.console.accounts import add_user
+from exchange.console.accounts import add_user, set_disabled
 from exchange.db.engine import make_engine, read_tx, write_tx
 from exchange.outcome import FhirError
 from exchange.settings import Settings
@@ -119,6 +119,17 @@ def cmd_ig_user_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ig_user_disable(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    with write_tx(make_engine(settings.database_url)) as conn:
+        found = set_disabled(conn, args.username, not args.enable)
+    if not found:
+        print(f"error: no IG user '{args.username}'", file=sys.stderr)
+        return 2
+    print(f"IG user '{args.username}' {'enabled' if args.enable else 'disabled'}")
+    return 0
+
+
 def _db(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--database", help="database URL (default EXCHANGE_DATABASE_URL)")
 
@@ -162,6 +173,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("username")
     p.add_argument("--password", help="the password (default: read from standard input)")
     p.set_defaults(func=cmd_ig_user_add)
+    p = usub.add_parser("disable", help="disable a local IG account (ends its sessions)")
+    _db(p)
+    p.add_argument("username")
+    p.add_argument("--enable", action="store_true", help="re-enable the account instead")
+    p.set_defaults(func=cmd_ig_user_disable)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -68,3 +68,15 @@ def authenticate(conn: Connection, username: str, password: str) -> bool:
         check_password(password, _DUMMY)
         return False
     return check_password(password, row.password_hash) and not row.disabled
+
+
+def account_active(conn: Connection, username: str) -> bool:
+    row = conn.execute(select(ig_user.c.disabled).where(ig_user.c.username == username)).first()
+    return row is not None and not row.disabled
+
+
+def set_disabled(conn: Connection, username: str, disabled: bool = True) -> bool:
+    """Disable (or re-enable) an account; its open sessions stop working at once."""
+    result = conn.execute(update(ig_user).where(ig_user.c.username == username)
+                          .values(disabled=disabled))
+    return result.rowcount > 0

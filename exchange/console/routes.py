@@ -11,11 +11,13 @@ itself recorded in the log through the audit sink.
 from __future__ import annotations
 
 import math
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import orjson
 from fastapi import APIRouter, Form, Request
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -23,7 +25,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from exchange.audit.reports import EVENT_COLUMNS, REPORTS, run_report, to_csv
 from exchange.audit.verify import verify
 from exchange.console import charts, queries, session
-from exchange.console.accounts import authenticate
+from exchange.console.accounts import account_active, authenticate
 from exchange.db.engine import read_tx
 from exchange.outcome import FhirError, Unavailable
 from exchange.pipeline.context import Released, RequestContext, Requester
@@ -75,7 +77,13 @@ def _login_redirect(request: Request) -> RedirectResponse:
 
 
 def _signed_in(request: Request) -> session.Session | None:
-    return session.current_session(request, _services(request)[1])
+    """The session, if its cookie is valid and the account still exists and is enabled."""
+    engine, settings, _ = _services(request)
+    sess = session.current_session(request, settings)
+    if sess is None:
+        return None
+    with read_tx(engine) as conn:
+        return sess if account_active(conn, sess.username) else None
 
 
 def _record_view(request: Request, sess: session.Session, *, interaction: str, path: str,
@@ -158,8 +166,24 @@ def logout(request: Request, csrf_token: str = Form("")) -> Response:
     return resp
 
 
+def _status_file(settings: Any) -> Path:
+    return Path(settings.var_dir) / "audit-last-verification.json"
+
+
 def _verification(request: Request) -> dict[str, Any] | None:
-    return getattr(request.app.state, "ig_verification", None)
+    """The last verification result, shared by every worker through a file under var/."""
+    try:
+        return orjson.loads(_status_file(_services(request)[1]).read_bytes())
+    except (FileNotFoundError, orjson.JSONDecodeError):
+        return None
+
+
+def _save_verification(settings: Any, result: dict[str, Any]) -> None:
+    path = _status_file(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_bytes(orjson.dumps(result))
+    os.replace(tmp, path)
 
 
 @router.get("/")
@@ -198,7 +222,7 @@ def verify_now(request: Request, csrf_token: str = Form("")) -> Response:
                        heading="This form has expired", error="Please try again.")
     engine, settings, _ = _services(request)
     result = verify(engine, settings)
-    request.app.state.ig_verification = {**result.as_dict(), "by": sess.username}
+    _save_verification(settings, {**result.as_dict(), "by": sess.username})
     return RedirectResponse("/ig/verify", status_code=303)
 
 

@@ -154,6 +154,12 @@ def test_cli_commands(audit_db, sink, monkeypatch, capsys) -> None:  # noqa: ANN
         assert not authenticate(conn, "ig.lead", "another password")
         assert not authenticate(conn, "nobody", "a long password")
         assert conn.execute(select(ig_user.c.username)).scalars().all() == ["ig.lead"]
+    code, out = _cli(["ig-users", "disable", "ig.lead"], url, monkeypatch, capsys)
+    assert code == 0 and "disabled" in out.out
+    with read_tx(engine) as conn:
+        assert not authenticate(conn, "ig.lead", "a long password")
+    assert _cli(["ig-users", "disable", "ig.lead", "--enable"], url, monkeypatch, capsys)[0] == 0
+    assert _cli(["ig-users", "disable", "nobody"], url, monkeypatch, capsys)[0] == 2
     tomorrow = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
     code, out = _cli(["audit", "retention", "--before", tomorrow], url, monkeypatch, capsys)
     assert code == 0 and "events 1..2" in out.out

@@ -11,6 +11,8 @@ from sqlalchemy import select, text
 
 from exchange.audit import triggers
 from exchange.audit.tables import audit_event
+from exchange.console.accounts import set_disabled
+from exchange.db.engine import write_tx
 
 
 def _events(engine) -> list:  # noqa: ANN001
@@ -135,3 +137,12 @@ def test_sign_out_needs_csrf(signed_in) -> None:  # noqa: ANN001
     out = client.post("/ig/logout", data={"csrf_token": token}, follow_redirects=False)
     assert out.status_code == 303
     assert client.get("/ig/", follow_redirects=False).status_code == 303
+
+
+def test_disabling_an_account_ends_its_session(signed_in) -> None:  # noqa: ANN001
+    client, _, (engine, _) = signed_in
+    assert client.get("/ig/", follow_redirects=False).status_code == 200
+    with write_tx(engine) as conn:
+        set_disabled(conn, "ig.lead")
+    assert client.get("/ig/", follow_redirects=False).status_code == 303
+    assert sign_in(client).status_code == 401
