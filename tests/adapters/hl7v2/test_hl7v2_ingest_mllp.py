@@ -186,3 +186,25 @@ def test_a40_merge_links_the_shared_patients(engine, settings, tmp_path) -> None
     merged = _current(engine, "Patient", shared_patient_id("9990000026"))
     assert {"other": {"reference": f"Patient/{merged['id']}"}, "type": "replaces"} in survivor["link"]
     assert merged["link"][0]["type"] == "replaced-by" and merged["active"] is False
+
+
+PUBLIC = Path("/work/shared/samples/hl7v2")
+
+
+def test_every_public_sample_gets_an_ack_naming_it(engine) -> None:  # noqa: ANN001
+    from adapters.hl7v2.adapter import decode
+
+    files = sorted(PUBLIC.glob("*.hl7")) if PUBLIC.is_dir() else []
+    codes = {}
+    for f in files:
+        text = decode(f.read_bytes())
+        ack = receive(engine, text, source_system="PUBLIC", peer=f.name)
+        msa = next(s for s in ack.split("\r") if s.startswith("MSA")).split("|")
+        control = next(line for line in text.splitlines() if line.startswith("MSH")).split("|")[9]
+        assert msa[2] == control
+        codes[f.name] = (msa[1], msa[3] if len(msa) > 3 else "")
+    if files:
+        assert codes["ADT-A01-01.hl7"][0] == "AA" and codes["ORU-R01-01.hl7"][0] == "AA"
+        assert codes["ADT-A29-01.hl7"][0] == "AR" and "not supported" in codes["ADT-A29-01.hl7"][1]
+        assert codes["MDM-T02-01.hl7"][0] == "AE"
+        assert codes["MDM-T02-01.hl7"][1].startswith("the document has no content")
