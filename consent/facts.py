@@ -169,12 +169,22 @@ def links_of(resource: dict[str, Any]) -> list[Link]:
     return out
 
 
+_ACTIVE: list[Policy] = []
+
+
+def set_active_policy(policy: Policy) -> None:
+    """The policy the write path indexes with (set by ``ConsentGate`` at start-up)."""
+    _ACTIVE[:] = [policy]
+
+
 def index_facts(conn: Connection, rid: int, resource_type: str, resource: dict[str, Any] | None,
                 policy: Policy | None = None) -> None:
-    """(Re)write the consent rows of ``rid``; ``resource`` None = deleted (rows removed)."""
+    """(Re)write the consent rows of ``rid``; ``resource`` None = deleted (rows removed).
+
+    Called by the write path in the write transaction, right after the search index."""
     from consent.policy import cached_policy
 
-    pol = policy or cached_policy(None)
+    pol = policy or (_ACTIVE[0] if _ACTIVE else cached_policy(None))
     conn.execute(delete(consent_fact).where(consent_fact.c.rid == rid))
     conn.execute(delete(consent_link).where(consent_link.c.rid == rid))
     if resource is None:

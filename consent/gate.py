@@ -49,7 +49,7 @@ from consent.directives import (
     parse_directive,
     restrictions_for,
 )
-from consent.facts import facts_of, patient_id_of
+from consent.facts import facts_of, patient_id_of, set_active_policy
 from consent.narrowing import AUDIT_TYPES, hidden_condition, named_patients
 from consent.policy import Policy, load_policy
 from consent.relationship import org_refs_for, relationship_kind
@@ -112,6 +112,7 @@ class ConsentGate:
         self.engine = engine
         self.settings = settings
         self.policy = policy or load_policy(settings.consent_policy_path)
+        set_active_policy(self.policy)
 
     # -- per-request state ---------------------------------------------------------
     def _state(self, ctx: RequestContext) -> _State:
