@@ -158,3 +158,11 @@ def totals(conn: Connection) -> dict[str, int]:
         "failures": conn.execute(select(func.count()).where(e.outcome > 0, e.recorded >= since))
         .scalar_one(),
     }
+
+
+def recent_failed_logins(conn: Connection, agent: str, window: timedelta) -> int:
+    """Failed console sign-ins for one account within ``window`` (read from the log)."""
+    since = datetime.now(UTC) - window
+    return conn.execute(select(func.count()).where(
+        e.agent == agent, e.recorded >= since, e.subtype == "ig-console-login", e.outcome > 0,
+    )).scalar_one()

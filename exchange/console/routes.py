@@ -45,6 +45,8 @@ COLUMN_LABELS = {"recorded": "When (UTC)", "local_time": "Local time", "user_nam
                  "patients": "Patients", "released": "Shown", "withheld": "Withheld",
                  "reason": "Reason given", "event_id": "Event", "match": "Match",
                  "events": "Accesses", "first": "First", "last": "Last"}
+MAX_FAILURES = 5  # failed sign-ins per account within LOCKOUT (counted from the log itself)
+LOCKOUT = timedelta(minutes=15)
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self' data:; "
                                "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
@@ -133,6 +135,11 @@ def login(request: Request, username: str = Form(""), password: str = Form(""),
         return _render(request, "error.html", status=400, title="Expired form",
                        heading="This form has expired", error="Please go back and sign in again.")
     with read_tx(engine) as conn:
+        if queries.recent_failed_logins(conn, f"ig:{username[:64]}", LOCKOUT) >= MAX_FAILURES:
+            return _render(request, "login.html", status=429, title="Sign in", next=next,
+                           username=username, csrf=csrf_token,
+                           error="Too many failed attempts for this account. Wait 15 minutes, "
+                                 "or ask your administrator to reset the password.")
         ok = authenticate(conn, username, password)
     if sink is not None:
         try:

@@ -146,3 +146,12 @@ def test_disabling_an_account_ends_its_session(signed_in) -> None:  # noqa: ANN0
         set_disabled(conn, "ig.lead")
     assert client.get("/ig/", follow_redirects=False).status_code == 303
     assert sign_in(client).status_code == 401
+
+
+def test_repeated_failed_sign_ins_lock_the_account_for_a_while(console) -> None:  # noqa: ANN001
+    client, _, _ = console
+    for _ in range(5):
+        assert sign_in(client, password="guessing wrongly").status_code == 401
+    locked = sign_in(client)  # even the right password is refused for now
+    assert locked.status_code == 429 and "Too many failed attempts" in locked.text
+    assert "ig_session" not in client.cookies
