@@ -42,12 +42,12 @@ def token_cond(t: Any, raw: str, modifier: str | None, name: str) -> ColumnEleme
         if len(parts) != 3:
             raise Invalid(f"{name}: of-type needs system|code|value", expression=name)
         s, c, v = (unescape(p) for p in parts)
-        return and_(t.c.system == s, t.c.code == c, t.c.text == v)
+        return and_(t.c.system == V.clip(s), t.c.code == V.clip(c), t.c.text == v)
     if len(parts) == 1:
-        return t.c.code == unescape(parts[0])
+        return t.c.code == V.clip(unescape(parts[0]))
     if len(parts) != 2:
         raise Invalid(f"{name}: invalid token {raw!r}", expression=name)
-    system, code = unescape(parts[0]), unescape(parts[1])
+    system, code = V.clip(unescape(parts[0])) or "", V.clip(unescape(parts[1])) or ""
     if system == "" and code == "":
         raise Invalid(f"{name}: empty token", expression=name)
     if system == "":
@@ -60,8 +60,8 @@ def token_cond(t: Any, raw: str, modifier: str | None, name: str) -> ColumnEleme
 def string_cond(t: Any, raw: str, modifier: str | None, is_pg: bool) -> ColumnElement[bool]:
     text = unescape(raw)
     if modifier == "exact":
-        return and_(t.c.norm == V.normalise(text), t.c.exact == text)
-    norm = V.normalise(text)
+        return and_(t.c.norm == V.clip(V.normalise(text)), t.c.exact == text)
+    norm = V.clip(V.normalise(text)) or ""
     if modifier == "contains":
         return t.c.norm.like("%" + _like_escape(norm) + "%", escape="\\")
     return prefix_match(t.c.norm, norm, is_pg)
@@ -133,9 +133,9 @@ def number_cond(t: Any, raw: str, name: str, *, units: bool) -> ColumnElement[bo
         system = unescape(parts[1])
         code = unescape(parts[2]) if len(parts) > 2 else ""
         if system:
-            cond = and_(cond, t.c.system == system)
+            cond = and_(cond, t.c.system == V.clip(system))
         if code:
-            cond = and_(cond, t.c.code == code)
+            cond = and_(cond, t.c.code == V.clip(code))
     return cond
 
 
@@ -147,7 +147,7 @@ def reference_cond(
     if ref.startswith(base):
         ref = ref[len(base) :]
     if "://" in ref or ref.startswith("urn:"):
-        return t.c.url == ref.split("|")[0]
+        return t.c.url == V.clip(ref.split("|")[0])
     parts = ref.split("/")
     if "_history" in parts:
         parts = parts[: parts.index("_history")]
@@ -166,7 +166,7 @@ def reference_cond(
 
 
 def uri_cond(t: Any, raw: str, modifier: str | None, is_pg: bool) -> ColumnElement[bool]:
-    uri = unescape(raw)
+    uri = V.clip(unescape(raw)) or ""
     if modifier == "below":
         return prefix_match(t.c.value, uri, is_pg)
     if modifier == "above":

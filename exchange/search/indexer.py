@@ -27,21 +27,22 @@ from exchange.search.tables import ALL_TABLES, TABLE_BY_TYPE
 
 def _rows_for(ptype: str, vals: list[Any]) -> list[dict[str, Any]]:
     if ptype == "token":
-        return [{"system": s, "code": c, "text": t} if not of else
-                {"system": s, "code": c, "text": t, "_oftype": True}
+        return [{"system": V.clip(s), "code": V.clip(c), "text": t} if not of else
+                {"system": V.clip(s), "code": V.clip(c), "text": t, "_oftype": True}
                 for s, c, t, of in V.tokens(vals)]
     if ptype == "string":
-        return [{"norm": V.normalise(s)[:2000], "exact": s[:2000]} for s in V.strings(vals)]
+        return [{"norm": V.clip(V.normalise(s)), "exact": s} for s in V.strings(vals)]
     if ptype == "date":
         return [{"low": lo, "high": hi} for lo, hi in V.dates(vals)]
     if ptype == "reference":
-        return [{"target_type": t, "target_id": i, "url": u} for t, i, u in V.references(vals)]
+        return [{"target_type": t, "target_id": i, "url": V.clip(u)} for t, i, u in V.references(vals)]
     if ptype == "quantity":
-        return [{"low": lo, "high": hi, "system": s, "code": c} for lo, hi, s, c in V.quantities(vals)]
+        return [{"low": lo, "high": hi, "system": V.clip(s), "code": V.clip(c)}
+                for lo, hi, s, c in V.quantities(vals)]
     if ptype == "number":
         return [{"low": lo, "high": hi} for lo, hi, _s, _c in V.quantities(vals)]
     if ptype == "uri":
-        return [{"value": u[:2000]} for u in V.uris(vals)]
+        return [{"value": V.clip(u)} for u in V.uris(vals)]
     return []
 
 

@@ -31,6 +31,15 @@ _DATE_RE = re.compile(
 )
 
 
+#: longest indexed text (characters): keeps every btree entry under PostgreSQL's ~2,700
+#: byte limit even for 4-byte UTF-8; longer values are compared on this prefix
+CLIP = 600
+
+
+def clip(text: str | None) -> str | None:
+    return text[:CLIP] if text is not None else None
+
+
 def normalise(text: str) -> str:
     """Case- and accent-insensitive form used by string search (casefold, strip marks)."""
     decomposed = unicodedata.normalize("NFKD", text)
@@ -194,6 +203,8 @@ def references(values: list[Any]) -> list[tuple[str | None, str | None, str | No
         if "_history" in parts:
             parts = parts[: parts.index("_history")]
         rid = parts[-1] if rtype and len(parts) >= 2 else None
+        if rtype and (len(rtype) > 64 or not rid or len(rid) > 64):
+            rtype = rid = None  # not a valid type / id (FHIR ids are at most 64 characters)
         absolute = ref if "://" in ref or ref.startswith("urn:") else None
         if rtype is None and absolute is None:
             continue

@@ -57,3 +57,19 @@ def test_resource_with_thousands_of_index_rows(sx):
         sx.put(conn, {**big, "entry": big["entry"][:10]})
     assert sx.find("List", "item=Observation/x2499") == set()
     assert sx.find("List", "item=Observation/x9") == {"big-list"}
+
+
+def test_oversized_and_malformed_values_are_indexed_safely(sx):
+    from exchange.db.engine import write_tx
+
+    long_code = "é" * 3000
+    odd = {"resourceType": "Observation", "id": "odd", "status": "final",
+           "code": {"coding": [{"system": "http://x/" + "s" * 3000, "code": long_code}], "text": "t" * 5000},
+           "subject": {"reference": "Patient/" + "x" * 200}, "performer": [{"reference": 42}],
+           "effectiveDateTime": "not-a-date", "valueQuantity": {"value": "high"},
+           "note": [{"text": "n" * 10000}], "identifier": [{"value": "v" * 4000}]}
+    with write_tx(sx.engine) as conn:
+        sx.put(conn, odd)
+    assert sx.find("Observation", [("code", long_code)]) == {"odd"}
+    assert sx.find("Observation", [("identifier", "v" * 4000)]) == {"odd"}
+    assert sx.find("Observation", "_id=odd&subject:missing=true") == {"odd"}
