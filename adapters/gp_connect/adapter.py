@@ -218,6 +218,9 @@ class GpConnectAdapter(SourceAdapter):
             refs = [r for r in out.get("generalPractitioner") or []
                     if not str(r.get("reference", "")).startswith("Organization/")]
             out["generalPractitioner"] = ([practice] if practice else []) + refs
+            if practice is None:
+                warn("no registered practice (Patient.managingOrganization with an ODS "
+                     "code): the GP care relationship cannot be established")
             if not out["generalPractitioner"]:
                 del out["generalPractitioner"]
         if rtype == "Condition" and f"Condition/{src['id']}" in bctx.problem_ids:

@@ -35,6 +35,7 @@ makes it entered-in-error; its clinical segments are not applied.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from adapters.base import MappingError
@@ -189,7 +190,7 @@ def _encounter(b: MessageBuilder, event: str) -> None:
     if ident:
         enc["identifier"] = [ident]
     period = {k: v for k, v in (("start", start), ("end", end)) if v}
-    if period.get("start") and period.get("end") and period["end"] < period["start"]:
+    if _before(period.get("end"), period.get("start")):
         b.warn("PV1-45 discharge is before PV1-44 admit; end not mapped", pv1)
         period.pop("end")
     if period:
@@ -227,6 +228,13 @@ def _encounter(b: MessageBuilder, event: str) -> None:
             enc["reasonCode"] = [reason]
     b.add(enc)
     b.encounter_ref = {"reference": f"Encounter/{key}"}
+
+
+def _before(a: str | None, b: str | None) -> bool:
+    """True when FHIR dateTime ``a`` is strictly earlier than ``b`` (both with times)."""
+    if not a or not b or "T" not in a or "T" not in b:
+        return False
+    return datetime.fromisoformat(a) < datetime.fromisoformat(b)
 
 
 def _allergy(b: MessageBuilder, al1: Segment) -> None:

@@ -172,3 +172,20 @@ def test_a08_without_pv1_updates_the_patient_only() -> None:
     res, ctx = _map(rec)
     assert [r["resourceType"] for r in res] == ["Patient", "Organization"]
     assert "no visit" in ctx.warnings[0]
+
+
+def _discharge(admit: str, discharge: str) -> SourceRecord:
+    pv1 = "PV1|1|I|W1" + "|" * 16 + "V1" + "|" * 25 + admit + "|" + discharge
+    rec = record_from_text("MSH|^~\\&|PAS|REM|X|Y|20261201||ADT^A03|E1|P|2.4\r"
+                           "PID|1||RM1^^^REM^MR\r" + pv1, "t")
+    assert isinstance(rec, SourceRecord)
+    return rec
+
+
+def test_discharge_before_admission_is_not_mapped_as_end() -> None:
+    res, _ = _map(_discharge("20261201100000+0100", "20261201093000+0000"))
+    assert _one(res, "Encounter")["period"] == {"start": "2026-12-01T10:00:00+01:00",
+                                                "end": "2026-12-01T09:30:00+00:00"}
+    res2, ctx2 = _map(_discharge("20261201100000+0000", "20261201093000+0000"))
+    assert "end" not in _one(res2, "Encounter")["period"]
+    assert any("before PV1-44" in w for w in ctx2.warnings)
