@@ -97,5 +97,6 @@ def _index(conn: Connection, items: list[tuple[int, dict[str, Any]]], fresh: set
                 row["res_type"] = res["resourceType"]
             by_type.setdefault(ptype, []).extend(rows)
     for ptype, rows in by_type.items():
-        if rows:
-            conn.execute(insert(TABLE_BY_TYPE[ptype]), rows)
+        if not rows:
+            continue
+        conn.execute(insert(TABLE_BY_TYPE[ptype]), rows)  # executemany (psycopg: pipeline mode)

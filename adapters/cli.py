@@ -53,6 +53,8 @@ def _cmd_new(args: argparse.Namespace) -> int:
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import DBAPIError
+
     from adapters.pipeline import ingest
     from adapters.registry import UnknownAdapter, load
     from adapters.report import ProgressBar
@@ -74,6 +76,12 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     try:
         report = ingest(engine, settings, adapter, [Path(p) for p in args.paths], source_system=args.source_system,
                         dry_run=args.dry_run, progress=bar, batch_resources=args.batch)
+    except DBAPIError as exc:
+        if "adapter_run" in str(exc) or "resource_current" in str(exc):
+            print(f"error: the database at {settings.database_url} has no exchange schema: "
+                  "run `exchange db upgrade` first", file=sys.stderr)
+            return 1
+        raise
     finally:
         if bar:
             bar.close()

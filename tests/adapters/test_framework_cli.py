@@ -83,3 +83,11 @@ def test_ingest_unknown_adapter_and_missing_path(capsys):
     assert main(["ingest", "nope-not-here", "x.csv", "--quiet"]) == 1
     assert main(["ingest", "social-care", "/no/such/dir", "--quiet"]) == 1
     assert "no such file" in capsys.readouterr().err
+
+
+def test_ingest_into_an_unmigrated_database_says_what_to_do(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("EXCHANGE_DATABASE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
+    sample = tmp_path / "x.csv"
+    sample.write_text("x")
+    assert main(["ingest", "social-care", str(sample), "--quiet"]) == 1
+    assert "exchange db upgrade" in capsys.readouterr().err
