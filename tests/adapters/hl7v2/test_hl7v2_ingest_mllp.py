@@ -208,3 +208,21 @@ def test_every_public_sample_gets_an_ack_naming_it(engine) -> None:  # noqa: ANN
         assert codes["ADT-A29-01.hl7"][0] == "AR" and "not supported" in codes["ADT-A29-01.hl7"][1]
         assert codes["MDM-T02-01.hl7"][0] == "AE"
         assert codes["MDM-T02-01.hl7"][1].startswith("the document has no content")
+
+
+def test_no_ack_when_the_message_cannot_be_stored(tmp_path, settings) -> None:  # noqa: ANN001
+    from exchange.db.engine import make_engine
+
+    unmigrated = make_engine(f"sqlite:///{tmp_path / 'no-tables.db'}")
+
+    async def scenario() -> bytes:
+        server = MllpServer(unmigrated, settings, port=0, apply=False)
+        await server.start()
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                None, _send, server.port, frame(adt("NOSTORE-1", "A01", "20261120080000")))
+        finally:
+            await server.stop()
+
+    assert asyncio.run(scenario()) == b""  # connection closed, nothing acknowledged
+    unmigrated.dispose()
