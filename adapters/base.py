@@ -148,7 +148,7 @@ class SourceAdapter(abc.ABC):
     #: "gp" > "hospital" > "community" > "social-care" > anything else
     source_kind: str = ""
     #: True when every run delivers the whole extract: records absent from a complete
-    #: run are treated as deleted in the source (see docs/adapters.md, "Deletions")
+    #: run are treated as deleted in the source (see docs/adapters.md, "Deletions in full extracts")
     full_extract: bool = False
     #: ConceptMap JSON files (paths, or names relative to the adapter's module folder);
     #: by default every ``*.json`` in a ``concept_maps`` folder beside the module

@@ -1,4 +1,4 @@
-"""Deletions in full-extract sources (docs/adapters.md, "Deletions and retractions").
+"""Deletions in full-extract sources (docs/adapters.md, "Deletions in full extracts").
 
 A full-extract source (``SourceAdapter.full_extract``) sends every live record each
 run; a record present in the last *complete* run and absent now was deleted in the

@@ -1,4 +1,4 @@
-"""The adapter framework's own tables (docs/adapters.md, "Reference: tables").
+"""The adapter framework's own tables (docs/adapters.md, "Tables").
 
 * ``adapter_person``: one row per person record of each source system (a *contribution*
   to a shared Patient). It maps the source's local person key to the shared Patient id,
