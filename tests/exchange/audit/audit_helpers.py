@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,12 +12,14 @@ from sqlalchemy import Engine, create_engine, text
 
 from exchange.audit import triggers
 from exchange.audit.sink import AuditSink
-from exchange.db.engine import make_engine
+from exchange.db.engine import make_engine, normalise_url
 from exchange.db.metadata import metadata
 from exchange.pipeline.context import Released, RequestContext, Requester
 from exchange.settings import Settings
 
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+PG_URL = normalise_url(os.environ.get("EXCHANGE_TEST_POSTGRES_URL",
+                                     "postgresql://postgres@127.0.0.1:5432/test"))
+REQUIRE_PG = os.environ.get("EXCHANGE_REQUIRE_POSTGRES") == "1"
 
 
 def _pg_available() -> bool:
@@ -43,7 +46,9 @@ def _audit_database(request: pytest.FixtureRequest,
         engine = make_engine(url)
     else:
         if not _pg_available():
-            pytest.skip("PostgreSQL at 127.0.0.1:5432 is not reachable")
+            if REQUIRE_PG:
+                pytest.fail(f"PostgreSQL is required but unreachable at {PG_URL}")
+            pytest.skip(f"PostgreSQL is not reachable at {PG_URL}")
         schema = f"audit_{uuid.uuid4().hex[:12]}"
         admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
         with admin.connect() as c:
