@@ -24,16 +24,17 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from adapters.base import MappingContext, MappingError, RecordError, SourceRecord
 from adapters.hl7v2 import ack as acks
-from adapters.hl7v2.adapter import Hl7v2Adapter, message_source_id, record_from_text
+from adapters.hl7v2.adapter import Hl7v2Adapter, record_from_text
 from adapters.hl7v2.builder import safe_key
 from adapters.hl7v2.datatypes import DataTypeError, ts_to_fhir
 from adapters.hl7v2.parser import Message
 from adapters.hl7v2.tables import hl7v2_inbox
 from exchange.db.engine import write_tx
+from exchange.outcome import Unavailable
 from exchange.settings import Settings
 
 #: ADT events whose message is the whole current state of the visit
@@ -141,6 +142,11 @@ def _store(engine: Engine, key: str, control_id: str, mtype: str, digest: str, t
     return ack
 
 
+INBOX_FILE = "mllp inbox #"
+#: a message whose application keeps raising is marked failed after this many attempts
+MAX_ATTEMPTS = 3
+
+
 class InboxAdapter(Hl7v2Adapter):
     """The hl7v2 adapter reading stored inbox rows instead of files."""
 
@@ -149,8 +155,7 @@ class InboxAdapter(Hl7v2Adapter):
 
     def read(self, paths: Sequence[Path]) -> Iterator[SourceRecord | RecordError]:
         for row in self.rows:
-            rec = record_from_text(row.message, f"mllp inbox #{row.seq}")
-            yield rec
+            yield record_from_text(row.message, f"{INBOX_FILE}{row.seq}")
 
 
 def pending_count(engine: Engine) -> int:
@@ -162,8 +167,6 @@ def pending_count(engine: Engine) -> int:
 def drain(engine: Engine, settings: Settings, *, source_system: str = "hl7v2",
           limit: int = 200) -> int:
     """Apply up to ``limit`` pending messages in order of arrival; returns how many."""
-    from adapters.pipeline import ingest
-
     with engine.connect() as conn:
         rows = conn.execute(select(hl7v2_inbox).where(hl7v2_inbox.c.status == "pending")
                             .order_by(hl7v2_inbox.c.seq).limit(limit)).all()
@@ -188,13 +191,7 @@ def drain(engine: Engine, settings: Settings, *, source_system: str = "hl7v2",
         apply.append(r)
         if r.subject_key and r.event_time and (not newest or r.event_time > newest):
             latest[r.subject_key] = r.event_time
-    failed: dict[str, str] = {}
-    if apply:
-        report = ingest(engine, settings, InboxAdapter(apply), [Path("mllp-inbox")],
-                        source_system=source_system)
-        for p in report.problems:
-            if p.severity == "error" and p.source_id:
-                failed.setdefault(p.source_id, f"{p.kind}: {p.reason}")
+    outcome = _apply(engine, settings, apply, source_system) if apply else {}
     now = _now()
     with write_tx(engine) as conn:
         for r in superseded:
@@ -202,12 +199,42 @@ def drain(engine: Engine, settings: Settings, *, source_system: str = "hl7v2",
                 status="superseded", applied_at=now, attempts=r.attempts + 1,
                 detail="older than a message already applied to the same visit"))
         for r in apply:
-            rec = record_from_text(r.message, "inbox")
-            sid = message_source_id(rec.data) if isinstance(rec, SourceRecord) else ""
-            reason = failed.get(sid)
-            values: dict[str, Any] = {"status": "failed" if reason else "applied",
-                                      "applied_at": now, "attempts": r.attempts + 1}
+            status, reason = outcome[r.seq]
+            values: dict[str, Any] = {"status": status, "attempts": r.attempts + 1}
+            if status != "pending":
+                values["applied_at"] = now
             if reason:
                 values["detail"] = "; ".join(x for x in (r.detail, reason) if x)
             conn.execute(update(hl7v2_inbox).where(hl7v2_inbox.c.seq == r.seq).values(**values))
     return len(rows)
+
+
+def _apply(engine: Engine, settings: Settings, rows: list[Any],
+           source_system: str) -> dict[int, tuple[str, str | None]]:
+    """Run rows through the pipeline: seq -> (applied | failed | pending, reason)."""
+    from adapters.pipeline import ingest
+
+    try:
+        report = ingest(engine, settings, InboxAdapter(rows), [Path("mllp-inbox")],
+                        source_system=source_system)
+    except (Unavailable, OperationalError):
+        raise  # the store is down: everything stays pending
+    except Exception as exc:
+        if len(rows) > 1:  # find the message at fault: apply one at a time
+            out: dict[int, tuple[str, str | None]] = {}
+            for r in rows:
+                out.update(_apply(engine, settings, [r], source_system))
+            return out
+        r = rows[0]
+        if r.attempts + 1 >= MAX_ATTEMPTS:
+            return {r.seq: ("failed", f"not applied after {MAX_ATTEMPTS} attempts: "
+                                      f"{type(exc).__name__}: {exc}")}
+        return {r.seq: ("pending", None)}
+    out = {r.seq: ("applied", None) for r in rows}
+    for p in report.problems:
+        file = p.location.file if p.location is not None else ""
+        if p.severity == "error" and file.startswith(INBOX_FILE):
+            seq = int(file.removeprefix(INBOX_FILE))
+            if out.get(seq, ("",))[0] == "applied":
+                out[seq] = ("failed", f"{p.kind}: {p.reason}")
+    return out

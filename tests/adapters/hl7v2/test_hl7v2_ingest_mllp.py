@@ -226,3 +226,26 @@ def test_no_ack_when_the_message_cannot_be_stored(tmp_path, settings) -> None:  
 
     assert asyncio.run(scenario()) == b""  # connection closed, nothing acknowledged
     unmigrated.dispose()
+
+
+def test_a_message_that_keeps_failing_does_not_block_the_inbox(engine, settings, monkeypatch) -> None:  # noqa: ANN001
+    import adapters.pipeline as pipeline
+
+    real = pipeline.ingest
+
+    def flaky(engine_, settings_, adapter, paths, **kw):  # noqa: ANN001, ANN003, ANN202
+        if any("POISON" in r.message for r in adapter.rows):
+            raise RuntimeError("pipeline bug")
+        return real(engine_, settings_, adapter, paths, **kw)
+
+    monkeypatch.setattr(pipeline, "ingest", flaky)
+    for cid in ("POISON-1", "OK-1"):
+        assert "|AA|" in receive(engine, adt(cid, "A08", "20261126080000").replace(
+            "V900001", f"V-{cid}"), source_system="REM")
+    for _ in range(3):
+        drain(engine, settings, source_system="REM")
+    with engine.connect() as conn:
+        status = {r.control_id: (r.status, r.attempts, r.detail) for r in conn.execute(
+            select(hl7v2_inbox).where(hl7v2_inbox.c.control_id.in_(["POISON-1", "OK-1"])))}
+    assert status["OK-1"][0] == "applied"
+    assert status["POISON-1"][:2] == ("failed", 3) and "pipeline bug" in status["POISON-1"][2]
