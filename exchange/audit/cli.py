@@ -5,7 +5,8 @@
 * ``audit report NAME --from DATE --to DATE [--format csv|json] [--patient ID]
   [--threshold N] [--output FILE]``: run one IG report (see :mod:`exchange.audit.reports`).
 * ``audit checkpoint``: sign the current head now.
-* ``audit retention --before DATE``: archive then remove older events (documented job).
+* ``audit retention --before DATE``: archive then remove older events (documented job);
+  ``audit verify-archive FILE`` checks an archive file against its retention checkpoint.
 * ``ig-users add USERNAME [--password P]``: create or reset a local IG console account
   (password from stdin when not given); ``ig-users disable USERNAME [--enable]``.
 
@@ -18,6 +19,7 @@ import argparse
 import getpass
 import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import orjson
 
@@ -25,7 +27,7 @@ from exchange.audit import keys
 from exchange.audit.chain import checkpoint_now
 from exchange.audit.fhir import date_range
 from exchange.audit.reports import REPORTS, run_report, to_csv
-from exchange.audit.retention import run_retention
+from exchange.audit.retention import run_retention, verify_archive
 from exchange.audit.verify import verify
 from exchange.console.accounts import add_user, set_disabled
 from exchange.db.engine import make_engine, read_tx, write_tx
@@ -103,6 +105,13 @@ def cmd_retention(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify_archive(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    result = verify_archive(Path(args.file), make_engine(settings.database_url))
+    print(result.summary())
+    return 0 if result.ok else 1
+
+
 def cmd_ig_user_add(args: argparse.Namespace) -> int:
     settings = _settings(args)
     password = args.password
@@ -165,6 +174,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _db(p)
     p.add_argument("--before", required=True, type=_start, help="DATE (YYYY-MM-DD)")
     p.set_defaults(func=cmd_retention)
+
+    p = sub.add_parser("verify-archive", help="check an archive file written by retention")
+    _db(p)
+    p.add_argument("file")
+    p.set_defaults(func=cmd_verify_archive)
 
     users = subparsers.add_parser("ig-users", help="manage local IG console accounts")
     usub = users.add_subparsers(dest="ig_users_command", required=True)

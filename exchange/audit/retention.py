@@ -96,3 +96,47 @@ def run_retention(engine: Engine, settings: Settings, before: datetime) -> Reten
         conn.execute(delete(audit_retention_lease))
     keys.advance_witness(settings, cp["event_count"], cp["head_hash"])
     return RetentionResult(hi - lo + 1, lo, hi, path)
+
+
+@dataclass
+class ArchiveCheck:
+    ok: bool
+    events: int
+    first_seq: int | None
+    last_seq: int | None
+    problem: str | None = None
+
+    def summary(self) -> str:
+        if self.ok:
+            return f"OK: archive holds events {self.first_seq}..{self.last_seq}, chain intact"
+        return f"FAILED: {self.problem}"
+
+
+def verify_archive(path: Path, engine: Engine | None = None) -> ArchiveCheck:
+    """Check an archive file's own chain and, given the database, that its last event is
+    the one sealed by a signed retention checkpoint (signatures are checked by verify)."""
+    from exchange.audit.chain import event_hash
+    from exchange.audit.tables import audit_checkpoint
+
+    count, first, last, prev_hash = 0, None, None, None
+    with open(path, "rb") as fh:
+        for n, line in enumerate(fh, start=1):
+            rec = orjson.loads(line)
+            seq, content = rec["seq"], base64.b64decode(rec["content"])
+            if last is not None and seq != last + 1:
+                return ArchiveCheck(False, count, first, last, f"line {n}: event {last + 1} is missing")
+            if prev_hash is not None and rec["prev_hash"] != prev_hash:
+                return ArchiveCheck(False, count, first, last, f"line {n}: event {seq} does not link "
+                                    "to the event before it")
+            if event_hash(seq, rec["prev_hash"], content) != rec["hash"]:
+                return ArchiveCheck(False, count, first, last, f"line {n}: event {seq} was modified")
+            first = seq if first is None else first
+            last, prev_hash, count = seq, rec["hash"], count + 1
+    if engine is not None and last is not None:
+        with read_tx(engine) as conn:
+            sealed = conn.execute(select(audit_checkpoint.c.head_hash).where(
+                audit_checkpoint.c.kind == "retention", audit_checkpoint.c.event_count == last)).scalar()
+        if sealed != prev_hash:
+            return ArchiveCheck(False, count, first, last, f"no retention checkpoint seals event {last} "
+                                "with this fingerprint")
+    return ArchiveCheck(True, count, first, last)

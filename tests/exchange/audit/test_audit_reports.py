@@ -163,5 +163,8 @@ def test_cli_commands(audit_db, sink, monkeypatch, capsys) -> None:  # noqa: ANN
     tomorrow = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
     code, out = _cli(["audit", "retention", "--before", tomorrow], url, monkeypatch, capsys)
     assert code == 0 and "events 1..2" in out.out
+    archive = out.out.strip().rsplit(" to ", 1)[1]
+    code, out = _cli(["audit", "verify-archive", archive], url, monkeypatch, capsys)
+    assert code == 0 and "events 1..2" in out.out
     code, out = _cli(["audit", "verify"], url, monkeypatch, capsys)
     assert code == 0, out.out

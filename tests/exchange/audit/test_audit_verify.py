@@ -6,6 +6,7 @@ Each test tampers with the database directly, lifting the append-only triggers f
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,7 +19,7 @@ from sqlalchemy.exc import DBAPIError
 
 from exchange.audit import keys, triggers
 from exchange.audit.chain import checkpoint_now
-from exchange.audit.retention import run_retention
+from exchange.audit.retention import run_retention, verify_archive
 from exchange.audit.tables import audit_checkpoint, audit_event, audit_event_patient
 from exchange.audit.verify import verify
 from exchange.db.engine import write_tx
@@ -190,7 +191,7 @@ def test_manual_checkpoint_and_verify_from_date(audit_db, sink) -> None:  # noqa
     assert future.ok and future.events_checked == 0
 
 
-def test_retention_archives_removes_and_still_verifies(audit_db, sink) -> None:  # noqa: ANN001
+def test_retention_archives_removes_and_still_verifies(audit_db, sink, tmp_path) -> None:  # noqa: ANN001
     engine, settings = audit_db
     _fill(sink, 6)
     cut = datetime.now(UTC)
@@ -208,6 +209,16 @@ def test_retention_archives_removes_and_still_verifies(audit_db, sink) -> None: 
     check = verify(engine, settings)
     assert check.ok, check.summary()
     assert check.first_seq == 7 and check.events_checked == 4
+    archived = verify_archive(Path(result.archive), engine)
+    assert archived.ok and (archived.first_seq, archived.last_seq) == (1, 6), archived.summary()
+    tampered = tmp_path / "tampered.jsonl"
+    recs = [orjson.loads(x) for x in lines]
+    event = orjson.loads(base64.b64decode(recs[2]["content"]))
+    event["outcome"] = "4"
+    recs[2]["content"] = base64.b64encode(orjson.dumps(event, option=orjson.OPT_SORT_KEYS)).decode()
+    tampered.write_bytes(b"\n".join(orjson.dumps(r) for r in recs))
+    bad = verify_archive(tampered)
+    assert not bad.ok and "event 3 was modified" in bad.problem
     _fill(sink, 2)  # the chain carries on after retention
     assert verify(engine, settings).ok
     assert run_retention(engine, settings, datetime(2000, 1, 1, tzinfo=UTC)).removed == 0
