@@ -28,3 +28,18 @@ def test_practice_records_ingest_and_rerun_is_a_no_op(engine, settings) -> None:
     other = ingest(engine, settings, GpConnectAdapter(), [SAMPLES / "structured-record-ohare.json"],
                    source_system="N82001")
     assert other.rejected == other.read  # O'Hare's practice is N82002: refused, not misfiled
+
+
+def test_defective_record_is_reported_with_its_place_and_the_rest_goes_in(engine, settings, tmp_path) -> None:  # noqa: ANN001
+    import json
+
+    bundle = json.loads((SAMPLES / "structured-record-ohare.json").read_text())
+    bundle["entry"][3]["resource"]["assertedDate"] = "yesterday"  # the allergy
+    feed = tmp_path / "ohare-defect.json"
+    feed.write_text(json.dumps(bundle))
+    report = ingest(engine, settings, GpConnectAdapter(), [feed], source_system="N82002")
+    errors = [p for p in report.problems if p.severity == "error"]
+    assert len(errors) == 1 and report.rejected == 1
+    assert errors[0].location.detail == "Bundle.entry[3] AllergyIntolerance/allergy-1"
+    assert errors[0].element == "AllergyIntolerance.assertedDate"
+    assert report.created >= 15
