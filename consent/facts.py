@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import unquote
 
 import orjson
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, delete, insert, select, update
 
 from consent.care_preferences import is_care_preference
 from consent.directives import parse_instant
@@ -179,16 +179,20 @@ def set_active_policy(policy: Policy) -> None:
 
 def index_facts(conn: Connection, rid: int, resource_type: str, resource: dict[str, Any] | None,
                 policy: Policy | None = None) -> None:
-    """(Re)write the consent rows of ``rid``; ``resource`` None = deleted (rows removed).
+    """(Re)write the consent rows of ``rid``; ``resource`` None = deleted (links removed,
+    facts kept so that the deleted resource's history stays narrowed as before).
 
     Called by the write path in the write transaction, right after the search index."""
     from consent.policy import cached_policy
 
     pol = policy or (_ACTIVE[0] if _ACTIVE else cached_policy(None))
-    conn.execute(delete(consent_fact).where(consent_fact.c.rid == rid))
     conn.execute(delete(consent_link).where(consent_link.c.rid == rid))
     if resource is None:
+        # a delete keeps the last facts (its history stays as hidden as it was) but no
+        # longer makes a care relationship or counts as a directive
+        conn.execute(update(consent_fact).where(consent_fact.c.rid == rid).values(directive=False))
         return
+    conn.execute(delete(consent_fact).where(consent_fact.c.rid == rid))
     f = facts_of(resource, pol)
     conn.execute(insert(consent_fact).values(
         rid=rid, res_type=resource_type, res_id=str(resource.get("id")), patient_id=f.patient_id,

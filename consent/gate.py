@@ -40,6 +40,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, Engine, exists, not_, select
 
 from consent.care_preferences import load_codes
+from consent.decisions import CARE_PREF_NOTICE, WITHHELD_NOTICE, deny, permit
 from consent.directives import (
     Directive,
     Outcome,
@@ -59,26 +60,6 @@ from exchange.pipeline.context import RequestContext
 from exchange.pipeline.disclosure import PERMIT, Decision
 from exchange.repository.stored import StoredResource
 from exchange.settings import Settings
-
-WITHHELD_NOTICE = "Some information in this record has been withheld at the patient's request."
-CARE_PREF_NOTICE = ("End-of-life or resuscitation preferences have been withheld: the "
-                    "patient's consent directive explicitly restricts them.")
-
-#: denials that depend only on who asks, not on what the resource holds: a read answers
-#: 403 with the reason; every other denial answers 404 so no existence is disclosed
-DISCLOSED_REFUSALS = frozenset({"policy.no-role", "policy.purpose", "break-glass.no-reason",
-                                "relationship.none", "policy.system-client",
-                                "policy.audit-restricted", "policy.role-scope"})
-
-
-def deny(rule: str, reason: str, notice: str | None = None) -> Decision:
-    return Decision("deny", rule=rule, reason=reason, notice=notice,
-                    disclose_refusal=rule in DISCLOSED_REFUSALS)
-
-
-def permit(rule: str, reason: str = "") -> Decision:
-    return Decision("permit", rule=rule, reason=reason)
-
 
 #: parsed directives by (rid, version): a Consent version never changes (actor
 #: references are resolved when first parsed; see docs/consent-policy.md "Limits")
@@ -189,12 +170,38 @@ class ConsentGate:
     def check(self, conn: Connection, ctx: RequestContext, resource: StoredResource) -> Decision:
         if not self.settings.consent_enabled or ctx.requester.kind == "anonymous":
             return PERMIT
+        if resource.deleted or resource.content is None:
+            return self._delete_marker(conn, ctx, resource)
         decision = self.decide(conn, ctx, resource.data)
         pid = patient_id_of(resource.data)
         if decision.effect == "permit" and pid:
             notices = self.notices_for(conn, ctx, pid)
             if notices:  # the patient's directive withholds something from this requester
                 decision = replace(decision, notice=" ".join(notices))
+        return decision
+
+    def _delete_marker(self, conn: Connection, ctx: RequestContext, res: StoredResource) -> Decision:
+        """A history entry for a delete carries no content: decide from the facts kept for
+        the resource (consent_fact) -- the patient it was about, its labels and author --
+        and, lacking content to test provisions against, deny when any directive of that
+        patient restricts this requester."""
+        row = conn.execute(select(consent_fact).where(consent_fact.c.rid == res.rid)).first()
+        if row is None or row.patient_id is None:
+            return permit("policy.no-patient", "deleted; not about a patient")
+        stub: dict[str, Any] = {"resourceType": res.resource_type, "id": res.id,
+                                "subject": {"reference": f"Patient/{row.patient_id}"}}
+        req = ctx.requester
+        if req.kind == "patient":
+            if row.patient_id != req.patient_id:
+                return deny("patient.other-record", "not the patient's own record")
+            if row.not_for_patient:
+                return deny("label.not-for-patient", "labelled not for disclosure to the patient")
+            return permit("patient.own-record")
+        if row.restricted and not (req.organization and row.author_org == req.organization):
+            return deny("label.legally-restricted", "legally restricted")
+        decision = self.decide(conn, ctx, stub)
+        if decision.effect == "permit" and self.notices_for(conn, ctx, row.patient_id):
+            return deny("consent.directive", "withheld at the patient's request")
         return decision
 
     def notices_for(self, conn: Connection, ctx: RequestContext, patient_id: str) -> tuple[str, ...]:

@@ -339,3 +339,29 @@ def test_sql_filter_beyond_the_evaluation_limit_hides_conservatively(world, ceng
     with read_tx(cengine) as conn:
         everything = [(t, i) for t, i in conn.execute(select(rc.c.res_type, rc.c.res_id))]
     assert visible(cengine, gate, user(HOSP), everything) <= sql
+
+
+def test_delete_markers_in_history_are_decided_from_the_kept_facts(world, put, cengine, gate):
+    from consent.facts import index_facts
+    from exchange.db.engine import write_tx
+    from exchange.repository import store
+    from exchange.repository.store import read_version
+
+    put(cond("sti-del", "p1", CLINIC, "105629000"))
+    put(obs("obs-del", "p2", GP))
+    for rid in ("sti-del", "obs-del"):
+        rtype = "Condition" if rid == "sti-del" else "Observation"
+        with write_tx(cengine) as conn:
+            cur = store.lock_current(conn, rtype, rid)
+            gone = store.write_version(conn, rtype, rid, None, method="DELETE", current=cur)
+            index_facts(conn, gone.rid, rtype, None)
+    with read_tx(cengine) as conn:
+        marker = read_version(conn, "Condition", "sti-del", 2)
+        objected = read_version(conn, "Observation", "obs-del", 2)
+        assert marker.deleted and marker.content is None
+        assert gate.check(conn, user(FAR), marker).rule == "label.legally-restricted"
+        assert gate.check(conn, user(GP), marker).rule == "label.legally-restricted"
+        assert gate.check(conn, user(CLINIC, purpose="BTG", reason="r"), marker).effect == "permit"
+        assert gate.check(conn, patient_ctx("p2"), marker).rule == "patient.other-record"
+        assert gate.check(conn, user(HOSP), objected).effect == "deny"
+        assert gate.check(conn, user(GP), objected).effect == "permit"
