@@ -28,6 +28,9 @@ INDEXED_TYPES = frozenset({"token", "string", "date", "reference", "quantity", "
 #: common parameters answered from resource_current rather than index rows
 SPECIAL_COMMON = {"_id"}
 UNSUPPORTED_COMMON = {"_text", "_content", "_query", "_filter", "_list", "_has"}
+#: parameters whose semantics the index cannot honour (no phonetic algorithm), so they are
+#: neither answered nor advertised rather than answered wrongly
+UNSUPPORTED_CODES = {"phonetic"}
 
 
 @dataclass
@@ -142,7 +145,7 @@ def _load_default() -> Registry:
     text = (DATA_DIR / "search-parameters.json").read_text("utf-8")
     for entry in json.loads(text).get("entry", []):
         res = entry.get("resource") or {}
-        if res.get("code") in UNSUPPORTED_COMMON:
+        if res.get("code") in UNSUPPORTED_COMMON | UNSUPPORTED_CODES:
             continue
         reg.add(res)
     return reg

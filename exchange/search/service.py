@@ -83,7 +83,7 @@ def search(
     req = parse_request(params)
     types = _types(resource_type, req)
     qc = QueryContext(conn, ctx, base_url, lenient)
-    _base_conditions(qc, types, req, compartment)  # validates, collects unknown params
+    conds = _base_conditions(qc, types, req, compartment)  # validates, collects unknown params
     kept = [(n, v) for n, v in params if n not in qc.unknown]
     max_rid = conn.execute(select(func.max(rc.c.rid))).scalar() or 0
     state = {
@@ -94,7 +94,8 @@ def search(
         "n": _page_size(settings, req),
         "m": max_rid,
     }
-    return _run(qc, settings, state, position=None, direction="next", this_cursor=None)
+    return _run(qc, settings, state, position=None, direction="next", this_cursor=None,
+                conds=conds if not qc.unknown else None)
 
 
 def search_page(conn: Connection, ctx: RequestContext, settings: Settings, cursor: str, base_url: str) -> bytes:
@@ -119,14 +120,15 @@ def find_rids(conn: Connection, ctx: RequestContext, resource_type: str, params:
 
 
 def _run(qc: QueryContext, settings: Settings, state: dict[str, Any], *, position: list[Any] | None,
-         direction: str, this_cursor: str | None) -> bytes:
+         direction: str, this_cursor: str | None, conds: list[Any] | None = None) -> bytes:
     req = parse_request([tuple(p) for p in state["p"]])  # type: ignore[misc]
     resource_type: str | None = state["rt"]
     types = [resource_type] if resource_type else list(state["ty"])
     compartment = tuple(state["c"]) if state.get("c") else None
     count: int = state["n"]
-    conds = _base_conditions(qc, types, req, compartment)  # type: ignore[arg-type]
-    conds.append(rc.c.rid <= state["m"])
+    if conds is None:
+        conds = _base_conditions(qc, types, req, compartment)  # type: ignore[arg-type]
+    conds = [*conds, rc.c.rid <= state["m"]]
 
     keys: list[tuple[Any, bool, str]] = []
     for code, desc in req.sort:

@@ -73,3 +73,13 @@ def test_oversized_and_malformed_values_are_indexed_safely(sx):
     assert sx.find("Observation", [("code", long_code)]) == {"odd"}
     assert sx.find("Observation", [("identifier", "v" * 4000)]) == {"odd"}
     assert sx.find("Observation", "_id=odd&subject:missing=true") == {"odd"}
+
+
+def test_phonetic_is_not_claimed(sx):
+    import pytest
+
+    from exchange.outcome import FhirError
+
+    assert "phonetic" not in {p["name"] for p in supported_params("Patient")}
+    with pytest.raises(FhirError):
+        sx.find("Patient", "phonetic=smyth")
