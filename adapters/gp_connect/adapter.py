@@ -69,6 +69,8 @@ class BundleContext:
     keys: dict[str, tuple[str, str]] = field(default_factory=dict)  # "Type/id" -> (R4 type, key)
     practice_key: str | None = None
     problem_ids: set[str] = field(default_factory=set)
+    displays: dict[str, str] = field(default_factory=dict)  # "Type/id" -> name of the target
+    practice_name: str | None = None
 
     @property
     def rewritten(self) -> set[str]:
@@ -130,15 +132,34 @@ def bundle_context(bundle: dict[str, Any], file: str) -> BundleContext:
         ctx.keys[f"{rtype}/{rid}"] = target
         if entry.get("fullUrl"):
             ctx.keys[entry["fullUrl"]] = target
+        name = _display_name(res)
+        if name:
+            ctx.displays[f"{rtype}/{rid}"] = name
+            if entry.get("fullUrl"):
+                ctx.displays[entry["fullUrl"]] = name
     org_ref = (patients[0].get("managingOrganization") or {}).get("reference")
     for res in resources:
         if res.get("resourceType") == "Organization" and f"Organization/{res.get('id')}" == org_ref:
             ctx.practice_ods = _first_identifier(res, ODS_SYSTEM)
             ctx.practice_key = ctx.keys[org_ref][1]
+            ctx.practice_name = res.get("name")
         if res.get("resourceType") == "List" and _is_problem_list(res):
             for item in res.get("entry") or []:
                 ctx.problem_ids.add(str((item.get("item") or {}).get("reference")))
     return ctx
+
+
+def _display_name(res: dict[str, Any]) -> str | None:
+    """A practitioner's or organisation's name, for ``display`` on references to it."""
+    if res.get("resourceType") == "Organization":
+        return res.get("name")
+    if res.get("resourceType") == "Practitioner":
+        for name in res.get("name") or []:
+            parts = [*(name.get("prefix") or []), *(name.get("given") or []), name.get("family")]
+            text = " ".join(p for p in parts if p) or name.get("text")
+            if text:
+                return text
+    return None
 
 
 def _is_problem_list(res: dict[str, Any]) -> bool:
@@ -244,6 +265,8 @@ class GpConnectAdapter(SourceAdapter):
         ref: dict[str, Any] = {"reference": f"Organization/{bctx.practice_key}"}
         if bctx.practice_ods:
             ref["identifier"] = {"system": ODS_SYSTEM, "value": bctx.practice_ods}
+        if bctx.practice_name:
+            ref["display"] = bctx.practice_name
         return ref
 
 
@@ -272,6 +295,8 @@ def _rewrite(node: Any, bctx: BundleContext, warn: Any) -> None:
                 target = bctx.keys.get(v)
                 if target is not None:
                     node[k] = f"{target[0]}/{target[1]}"
+                    if v in bctx.displays and "display" not in node:
+                        node["display"] = bctx.displays[v]
                 elif v not in bctx.rewritten:
                     # (a reference this adapter built already points at a local key)
                     warn(f"reference {v} is not in the Bundle; kept as display text only")

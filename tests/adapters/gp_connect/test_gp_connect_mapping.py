@@ -30,7 +30,10 @@ def test_whitfield_maps_faithfully() -> None:
     pat = res[("Patient", "9990000425")]
     assert pat["generalPractitioner"][0] == {
         "reference": "Organization/N82001",
-        "identifier": {"system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": "N82001"}}
+        "identifier": {"system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": "N82001"},
+        "display": "BRECK ROAD SURGERY"}
+    assert pat["generalPractitioner"][1] == {"reference": "Practitioner/G8200011",
+                                             "display": "Dr Priya SHAH"}
     assert "meta" not in pat  # STU3 profiles are not carried into R4
     allergy = res[("AllergyIntolerance", "A-771")]
     assert allergy["clinicalStatus"]["coding"][0]["code"] == "active"
@@ -44,7 +47,8 @@ def test_whitfield_maps_faithfully() -> None:
     ms = res[("MedicationStatement", "MS-55")]
     assert "taken" not in ms and ms["basedOn"] == [{"reference": "MedicationRequest/MR-55"}]
     mr = res[("MedicationRequest", "MR-55")]
-    assert mr["intent"] == "plan" and mr["requester"] == {"reference": "Practitioner/G8200011"}
+    assert mr["intent"] == "plan"
+    assert mr["requester"] == {"reference": "Practitioner/G8200011", "display": "Dr Priya SHAH"}
     med = res[("Medication", "9990000425-med-1")]
     assert {"system": "https://dmd.nhs.uk", "code": "39113611000001102",
             "display": "Salbutamol 100micrograms/dose inhaler CFC free"} in med["code"]["coding"]
@@ -55,7 +59,7 @@ def test_not_for_resuscitation_observation_also_becomes_a_flag() -> None:
     flag = res[("Flag", "O-9002")]
     assert flag["code"]["coding"][0]["code"] == "304253006"
     assert flag["period"] == {"start": "2026-10-01T12:00:00+01:00"}
-    assert flag["author"] == {"reference": "Practitioner/G8200011"}
+    assert flag["author"] == {"reference": "Practitioner/G8200011", "display": "Dr Priya SHAH"}
     assert flag["subject"] == {"reference": "Patient/9990000425"}
     assert ("Observation", "O-9002") in res
 
