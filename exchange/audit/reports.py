@@ -65,7 +65,7 @@ def _patients_for(conn: Connection, seqs: list[int]) -> dict[int, list[str]]:
 
 
 def _event_rows(conn: Connection, q: Select) -> list[dict[str, Any]]:
-    rows = conn.execute(q.order_by(e.seq)).all()
+    rows = conn.execute(q.order_by(e.recorded, e.seq)).all()
     pats = _patients_for(conn, [r.seq for r in rows])
     return [{
         "recorded": _iso(r.recorded), "user_name": r.agent_name or "", "user_id": r.agent or "",
