@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, func, or_, select, union
 
 from exchange.db.tables import resource_current as rc
-from exchange.outcome import Gone, Invalid, NotFound
+from exchange.outcome import Gone, Invalid, NotFound, information
 from exchange.pipeline.context import RequestContext
 from exchange.pipeline.disclosure import release
 from exchange.repository.store import read_current, read_many_current
@@ -145,6 +145,8 @@ def _page(conn: Connection, ctx: RequestContext, settings: Settings, state: dict
 
     released = release(conn, ctx, read_many_current(conn, rows))
     entries = [B.entry_bytes(base_url, res, "match", res.content or b"{}") for res in released]
+    if ctx.informational:  # consent notes for the client
+        entries.append(B.outcome_entry([information(n) for n in ctx.informational]))
 
     def link(k: int | None) -> str:
         token = cur.encode(settings, ctx, {"ev": state, "k": k})

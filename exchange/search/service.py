@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from exchange.db.tables import resource_current as rc
-from exchange.outcome import Invalid
+from exchange.outcome import Invalid, information
 from exchange.pipeline.context import RequestContext
 from exchange.pipeline.disclosure import release
 from exchange.repository.store import read_many_current
@@ -170,8 +170,9 @@ def _run(qc: QueryContext, settings: Settings, state: dict[str, Any], *, positio
 
     entries = [B.entry_bytes(qc.base_url, m, "match", B.shape(m, req.summary, req.elements)) for m in matches]
     entries += [B.entry_bytes(qc.base_url, m, "include", B.shape(m, req.summary, req.elements)) for m in included]
-    if qc.issues:
-        entries.append(B.outcome_entry(qc.issues))
+    notices = [information(n) for n in qc.ctx.informational]  # consent notes for the client
+    if qc.issues or notices:
+        entries.append(B.outcome_entry(qc.issues + notices))
 
     first_page = position is None and not backwards
     links: list[tuple[str, str]] = [

@@ -88,7 +88,9 @@ class HidingGate:
         return rid_column.notin_(sorted(self.rids)) if self.sql else None
 
     def check(self, conn, ctx, resource):
-        return Decision("deny", rule="test-hide") if resource.rid in self.rids else PERMIT
+        if resource.rid in self.rids:
+            return Decision("deny", rule="test-hide", notice="Some information was withheld")
+        return PERMIT
 
 
 def test_gate_makes_hidden_resources_not_exist(sx):
@@ -119,4 +121,7 @@ def test_check_only_gate_still_withholds(sx):
     b = sx.fetch("Patient", "name=smith", ctx=ctx)
     assert sx.ids(b) == {"p1", "p3"}
     assert ctx.withheld == 1 and ctx.withheld_rules["test-hide"] == 1
+    outcome = [e["resource"] for e in b["entry"] if e["search"]["mode"] == "outcome"]
+    assert outcome[0]["issue"] == [{"severity": "information", "code": "informational",
+                                    "diagnostics": "Some information was withheld"}]
     assert {r.resource_id for r in ctx.released} == {"p1", "p3"}
