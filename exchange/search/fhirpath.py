@@ -46,10 +46,8 @@ def _tokens(text: str) -> list[tuple[str, str]]:
         pos = m.end()
         kind = m.lastgroup or ""
         val = m.group(kind)
-        if kind == "bq":
-            kind, val = "id", val[1:-1]
-        elif kind == "str":
-            kind, val = "str", val[1:-1].replace("\\'", "'")
+        if kind in ("bq", "str"):
+            kind, val = ("id" if kind == "bq" else "str"), val[1:-1].replace("\\'", "'")
         out.append((kind, val))
     return out
 
@@ -239,10 +237,6 @@ def _truthy(vals: list[Any]) -> bool:
     return bool(vals) and vals != [False]
 
 
-def _cap(t: str) -> str:
-    return t[:1].upper() + t[1:]
-
-
 # --- compilation ------------------------------------------------------------------
 
 
@@ -304,9 +298,7 @@ def compile_expr(node: tuple) -> Fn:  # noqa: C901 - a dispatcher over node kind
 
 
 def _eq(left: list[Any], right: list[Any]) -> list[bool]:
-    if not left or not right:
-        return []
-    return [left == right]
+    return [left == right] if left and right else []
 
 
 def _chain(base: tuple | None, step: Fn) -> Fn:
@@ -319,7 +311,7 @@ def _chain(base: tuple | None, step: Fn) -> Fn:
 def _as(base: tuple, type_name: str) -> Fn:
     """``x as T``: a choice element named x holding type T is stored as key xT."""
     if base[0] == "member":
-        return _chain(base[1], _exact_child(base[2] + _cap(type_name)))
+        return _chain(base[1], _exact_child(base[2] + type_name[:1].upper() + type_name[1:]))
     inner = compile_expr(base)
     return lambda nodes: [v for v in inner(nodes) if _is_type(v, type_name)]
 
