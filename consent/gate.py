@@ -61,10 +61,6 @@ from exchange.pipeline.disclosure import PERMIT, Decision
 from exchange.repository.stored import StoredResource
 from exchange.settings import Settings
 
-#: parsed directives by (rid, version): a Consent version never changes (actor
-#: references are resolved when first parsed; see docs/consent-policy.md "Limits")
-_PARSED: dict[tuple[int, int], Directive | None] = {}
-
 
 @dataclass
 class _State:
@@ -94,6 +90,9 @@ class ConsentGate:
         self.settings = settings
         self.policy = policy or load_policy(settings.consent_policy_path)
         set_active_policy(self.policy)
+        #: parsed directives by (rid, version, lastUpdated): a Consent version never changes
+        #: (actor references are resolved when first parsed; docs/consent-policy.md "Limits")
+        self._parsed: dict[tuple[int, int, str], Directive | None] = {}
 
     # -- per-request state ---------------------------------------------------------
     def _state(self, ctx: RequestContext) -> _State:
@@ -153,13 +152,13 @@ class ConsentGate:
         fresh: dict[str, list[Directive]] = {}
         resolve = None
         for res in read_many_current(conn, [r.rid for r in rows]):
-            key = (res.rid, res.version_id)
-            if key not in _PARSED:
+            key = (res.rid, res.version_id, res.last_updated.isoformat())
+            if key not in self._parsed:
                 resolve = resolve or make_resolver(conn)
-                if len(_PARSED) > 20000:
-                    _PARSED.clear()
-                _PARSED[key] = parse_directive(res.data, resolve, None)
-            d = _PARSED[key]
+                if len(self._parsed) > 20000:
+                    self._parsed.clear()
+                self._parsed[key] = parse_directive(res.data, resolve, None)
+            d = self._parsed[key]
             if d is not None and in_force(d, st.now):
                 fresh.setdefault(d.patient_id, []).append(d)
         for pid in {r.patient_id for r in rows}:
