@@ -15,7 +15,9 @@ RESULT_PARAMS = {
     "_count", "_sort", "_total", "_summary", "_elements", "_include", "_revinclude",
     "_contained", "_containedType", "_format", "_pretty",
 }
-IGNORED_PARAMS = {"_format", "_pretty"}
+#: accepted and ignored: output formatting, and ``_totalMethod`` which fhirpy's count()
+#: sends (an Aidbox hint; ``_count=0`` already makes this server return the total)
+IGNORED_PARAMS = {"_format", "_pretty", "_totalMethod"}
 SUMMARY_VALUES = {"true", "false", "count", "text", "data"}
 TOTAL_VALUES = {"none", "estimate", "accurate"}
 

@@ -59,6 +59,7 @@ def test_count_is_capped_and_total_modes(sx):
     big = sx.fetch("Patient", "_count=100000")
     assert len(sx.ordered(big)) == 4 and "total" not in big
     assert sx.fetch("Patient", "_total=accurate&gender=male")["total"] == 1
+    assert sx.fetch("Patient", "_count=0&_totalMethod=count")["total"] == 4  # what fhirpy's count() sends
     counted = sx.fetch("Patient", "_summary=count")
     assert counted["total"] == 4 and "entry" not in counted
     with pytest.raises(FhirError):
