@@ -195,16 +195,21 @@ def index_facts(conn: Connection, rid: int, resource_type: str, resource: dict[s
     conn.execute(delete(consent_fact).where(consent_fact.c.rid == rid))
     f = facts_of(resource, pol)
     conn.execute(insert(consent_fact).values(
-        rid=rid, res_type=resource_type, res_id=str(resource.get("id")), patient_id=f.patient_id,
-        author_org=f.author_org, restricted=f.restricted, not_for_patient=f.not_for_patient,
-        care_pref=f.care_pref, directive=f.directive, ods_code=f.ods_code,
+        rid=rid, res_type=resource_type, res_id=str(resource.get("id")), patient_id=_fit(f.patient_id),
+        author_org=_fit(f.author_org), restricted=f.restricted, not_for_patient=f.not_for_patient,
+        care_pref=f.care_pref, directive=f.directive, ods_code=_fit(f.ods_code),
     ))
-    links = links_of(resource)
+    links = [lk for lk in links_of(resource) if _fit(lk.patient_id)]
     if links:
         conn.execute(insert(consent_link), [
-            {"rid": rid, "patient_id": lk.patient_id, "kind": lk.kind, "org_ref": lk.org_ref,
-             "org_ods": lk.org_ods, "period_end": lk.period_end} for lk in links
+            {"rid": rid, "patient_id": lk.patient_id, "kind": lk.kind, "org_ref": _fit(lk.org_ref, 128),
+             "org_ods": _fit(lk.org_ods), "period_end": lk.period_end} for lk in links
         ])
+
+
+def _fit(value: str | None, limit: int = 64) -> str | None:
+    """A value that cannot be a FHIR id or ODS code (too long) names nothing we store."""
+    return value if value is not None and len(value) <= limit else None
 
 
 def reindex_facts(conn: Connection, policy: Policy | None = None) -> int:

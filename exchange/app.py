@@ -49,6 +49,9 @@ def build_services(settings: Settings, engine=None) -> Services:  # noqa: ANN001
 
         svc.extras["authenticate"] = authenticate
         svc.extras["check_access"] = check_access
+        from exchange.auth.scopes import granular_filters
+
+        svc.extras["granular_filters"] = granular_filters
     return svc
 
 
@@ -61,6 +64,9 @@ def create_app(settings: Settings | None = None, *, engine=None, services: Servi
     app.state.engine = svc.engine
     app.state.settings = settings
     app.state.audit = svc.audit
+    if svc.audit is not None:
+        app.state.audit_token_request = _token_auditor(svc)
+    _load_custom_search_parameters(svc)
 
     _include_optional(app, "exchange.auth.routes", "router")
     _include_optional(app, "exchange.cds.routes", "router")
@@ -83,6 +89,36 @@ def create_app(settings: Settings | None = None, *, engine=None, services: Servi
             svc.audit.close()
 
     return app
+
+
+def _token_auditor(svc: Services):  # noqa: ANN202
+    """Adapts the token endpoint's hook (outcome, client_id, claims/detail dict) to the sink."""
+
+    def audit(outcome: str, client_id: str | None, detail: dict) -> None:
+        d = dict(detail or {})
+        summary = ", ".join(f"{k}={d[k]}" for k in ("grant_type", "error", "reason", "scope") if d.get(k))
+        svc.audit.record_token_request(
+            "0" if outcome == "success" else "4", client_id, summary or outcome,
+            practitioner_id=d.get("sub") if d.get("kind") == "user" else None,
+            practitioner_name=d.get("name"), role=d.get("role"), organization=d.get("organization"),
+            purpose_of_use=d.get("purpose_of_use"),
+        )
+
+    return audit
+
+
+def _load_custom_search_parameters(svc: Services) -> None:
+    """Stored SearchParameter resources become active in every worker at start-up."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from exchange.db.engine import read_tx
+    from exchange.search.registry import load_custom
+
+    try:
+        with read_tx(svc.engine) as conn:
+            load_custom(conn)
+    except (SQLAlchemyError, Exception) as exc:  # noqa: BLE001 - an unmigrated db must not stop start-up
+        log.warning("custom search parameters not loaded: %s", exc)
 
 
 def _include_optional(app: FastAPI, module: str, attr: str) -> None:

@@ -21,6 +21,7 @@ PLUGIN_CLIS = (
     "exchange.auth.cli",
     "exchange.search.cli",
     "exchange.audit.cli",
+    "consent.cli",
     "adapters.cli",
     "adapters.hl7v2.cli",
 )

@@ -9,6 +9,7 @@ response bytes. Errors anywhere become an OperationOutcome here, in one place.
 from __future__ import annotations
 
 import logging
+import uuid
 from urllib.parse import parse_qsl
 
 import orjson
@@ -39,7 +40,12 @@ def _with_informational(body: bytes | None, ctx: RequestContext) -> bytes | None
         return body
     data = orjson.loads(body)
     oo = operation_outcome([Issue("informational", n, "information") for n in ctx.informational])
-    data.setdefault("entry", []).append({"resource": oo, "search": {"mode": "outcome"}})
+    entry: dict = {"resource": oo}
+    if data.get("type") == "searchset":
+        entry["search"] = {"mode": "outcome"}
+    else:
+        entry["fullUrl"] = f"urn:uuid:{uuid.uuid4()}"
+    data.setdefault("entry", []).append(entry)
     return orjson.dumps(data)
 
 

@@ -130,6 +130,14 @@ def build() -> dict[str, Any]:
         "summary": "Compartment search", "operationId": "compartmentSearch",
         "parameters": [id_p, {"name": "type", "in": "path", "required": True, "schema": {"type": "string", "enum": list(SERVED_TYPES)}}],
         "responses": {"200": _json(BUNDLE, "searchset"), **_errors(*COMMON_ERRORS)}}}
+    paths["/cds-services"] = {"get": {"summary": "CDS Hooks discovery", "operationId": "cdsDiscovery", "security": [],
+                                      "responses": {"200": {"description": "CDS services", "content": {"application/json": {"schema": {"type": "object"}}}}}}}
+    paths["/cds-services/care-preferences-patient-view"] = {"post": {
+        "summary": "CDS Hooks patient-view: resuscitation and end-of-life preference cards",
+        "operationId": "cdsCarePreferencesPatientView",
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
+        "responses": {"200": {"description": "Cards", "content": {"application/json": {"schema": {"type": "object"}}}},
+                      **_errors(400, 401, 403, 503)}}}
     return {
         "openapi": "3.0.3",
         "info": {"title": "Integrated care record exchange: FHIR R4 facade", "version": __version__,

@@ -14,6 +14,7 @@ from sqlalchemy import Connection
 
 from exchange.db.engine import read_tx, write_tx
 from exchange.interactions import history, read, write
+from exchange.interactions.audit_log import check_log_access, read_event
 from exchange.interactions.types import FhirRequest, FhirResponse
 from exchange.outcome import FhirError, NotFound
 from exchange.pipeline.context import RequestContext
@@ -117,7 +118,7 @@ def resolve(req: FhirRequest) -> Route:
     res_id = second
     if n == 2:
         table = {
-            "GET": Route("read", read.read, False, rtype, res_id),
+            "GET": Route("read", read_event if rtype == "AuditEvent" else read.read, False, rtype, res_id),
             "PUT": Route("update", write.update, True, rtype, res_id),
             "PATCH": Route("patch", write.patch, True, rtype, res_id),
             "DELETE": Route("delete", write.delete, True, rtype, res_id),
@@ -138,10 +139,13 @@ def resolve(req: FhirRequest) -> Route:
 
 
 def authorize(svc: Services, ctx: RequestContext) -> None:
-    """Scope enforcement for one interaction (SMART scopes; raises 403)."""
+    """Scope enforcement for one interaction (SMART scopes; raises 403), and the access
+    log's own rule (information-governance and system requesters only)."""
     checker = svc.extras.get("check_access")
     if checker is not None:
         checker(ctx.requester, ctx.interaction, ctx.resource_type)
+    if ctx.resource_type == "AuditEvent" and svc.settings.audit_enabled:
+        check_log_access(ctx)
 
 
 def handle(svc: Services, ctx: RequestContext, req: FhirRequest, conn: Connection | None = None) -> FhirResponse:

@@ -79,7 +79,8 @@ def release(
     """Return the resources that may leave, in order, redacted where the gate says so.
 
     Records every released resource and every withheld one (with its rule) in ``ctx``.
-    Deleted versions (history entries) carry no content and are released as they are.
+    Deleted versions (history entries) carry no content; the gate decides them from what it
+    kept about the resource, so a delete marker cannot reveal a hidden resource either.
     """
     gate = gate_of(ctx)
     out: list[StoredResource] = []
@@ -110,7 +111,7 @@ def release_or_refuse(conn: Connection, ctx: RequestContext, resource: StoredRes
 def _apply(
     conn: Connection, ctx: RequestContext, gate: DisclosureGate, res: StoredResource
 ) -> tuple[StoredResource | None, Decision]:
-    decision = gate.check(conn, ctx, res) if not res.deleted else PERMIT
+    decision = gate.check(conn, ctx, res)
     if decision.notice and decision.notice not in ctx.informational:
         ctx.informational.append(decision.notice)
     if decision.effect == "deny":

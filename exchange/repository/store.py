@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, and_, insert, select, update
 
+from consent.facts import index_facts
 from exchange.db.engine import is_sqlite
 from exchange.db.tables import resource_current as rc
 from exchange.db.tables import resource_version as rv
@@ -164,6 +165,7 @@ def write_version(
         .values(version_id=version, last_updated=when, deleted=resource is None, seq=seq)
     )
     indexer.index_resource(conn, rid, resource_type, resource)
+    index_facts(conn, rid, resource_type, resource)
     return StoredResource(
         rid=rid, resource_type=resource_type, id=res_id, version_id=version, last_updated=when,
         deleted=resource is None, content=content, method=method, _data=resource,

@@ -182,6 +182,27 @@ def upgrade() -> None:
     op.create_index('ix_consent_link_org_ref', 'consent_link', ['org_ref'], unique=False)
     op.create_index('ix_consent_link_patient_id', 'consent_link', ['patient_id'], unique=False)
     op.create_index('ix_consent_link_rid', 'consent_link', ['rid'], unique=False)
+    op.create_table('hl7v2_inbox',
+    sa.Column('seq', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('dedupe_key', sa.String(length=400), nullable=False),
+    sa.Column('control_id', sa.String(length=200), nullable=False),
+    sa.Column('message_type', sa.String(length=20), nullable=False),
+    sa.Column('content_sha256', sa.String(length=64), nullable=False),
+    sa.Column('message', sa.Text(), nullable=False),
+    sa.Column('received_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('peer', sa.String(length=100), nullable=True),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('ack_code', sa.String(length=2), nullable=False),
+    sa.Column('ack', sa.Text(), nullable=False),
+    sa.Column('detail', sa.Text(), nullable=True),
+    sa.Column('subject_key', sa.String(length=200), nullable=True),
+    sa.Column('event_time', sa.String(length=40), nullable=True),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('applied_at', sa.DateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('seq', name=op.f('pk_hl7v2_inbox')),
+    sa.UniqueConstraint('dedupe_key', name=op.f('uq_hl7v2_inbox_dedupe_key'))
+    )
+    op.create_index('ix_hl7v2_inbox_status_seq', 'hl7v2_inbox', ['status', 'seq'], unique=False)
     op.create_table('ig_user',
     sa.Column('username', sa.String(length=128), nullable=False),
     sa.Column('password_hash', sa.String(length=256), nullable=False),
@@ -328,6 +349,8 @@ def downgrade() -> None:
     op.drop_table('search_date')
     op.drop_table('resource_current')
     op.drop_table('ig_user')
+    op.drop_index('ix_hl7v2_inbox_status_seq', table_name='hl7v2_inbox')
+    op.drop_table('hl7v2_inbox')
     op.drop_index('ix_consent_link_rid', table_name='consent_link')
     op.drop_index('ix_consent_link_patient_id', table_name='consent_link')
     op.drop_index('ix_consent_link_org_ref', table_name='consent_link')

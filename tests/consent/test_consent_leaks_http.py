@@ -149,9 +149,6 @@ def test_conditional_create_does_not_probe_hidden(app_client, cengine, put):
     assert r.status_code == absent.status_code == 201
 
 
-@pytest.mark.xfail(strict=True, reason="system history (/fhir/_history) does not yet apply the gate's "
-                   "sql_filter and release() skips delete markers: fix proposed to the lead "
-                   "(exchange/interactions/history.py); remove this marker with the fix")
 def test_system_history_hides_delete_markers(app_client, cengine, put):
     h = _token(app_client, cengine, organization=HOSP)
     put(obs("mh-sys", "m2"))  # hidden from the hospital by the objection

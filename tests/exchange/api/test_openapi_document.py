@@ -31,6 +31,14 @@ def test_every_documented_fhir_path_is_routed():
             assert route.handler is not None, (method, path)
 
 
+def test_documented_cds_paths_exist(client):
+    doc = orjson.loads(DOC.read_bytes())
+    assert client.get("/cds-services").status_code == 200
+    assert "/cds-services/care-preferences-patient-view" in doc["paths"]
+    r = client.post("/cds-services/care-preferences-patient-view", json={})
+    assert r.status_code != 404
+
+
 def test_served_document_is_the_committed_one(client):
     r = client.get("/openapi.json")
     assert r.status_code == 200
