@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from exchange.api.negotiation import check_request_type, response_type
+from exchange.api.negotiation import check_request_type, check_search_form, response_type
 from exchange.interactions.router import handle
 from exchange.interactions.types import FhirRequest, FhirResponse
 from exchange.outcome import FhirError, Issue, Unavailable, operation_outcome
@@ -109,11 +109,13 @@ async def fhir_endpoint(request: Request) -> Response:
         body = await request.body() if method in ("POST", "PUT", "PATCH") else None
         is_search = bool(parts) and parts[-1] == "_search"
         check_request_type(method, headers.get("content-type"), bool(body), is_search, method == "PATCH")
+        if is_search and body:
+            check_search_form(body)
+        base = svc.base_url
+        req = FhirRequest(method=method, parts=parts, params=params, headers=headers, body=body, base_url=base)
     except FhirError as exc:
         return Response(orjson.dumps(exc.outcome()), status_code=exc.status, media_type="application/fhir+json",
                         headers=exc.headers)
-    base = svc.base_url
-    req = FhirRequest(method=method, parts=parts, params=params, headers=headers, body=body, base_url=base)
     remote = request.client.host if request.client else None
     resp, _ctx = await run_in_threadpool(process, svc, {"req": req, "remote": remote})
     out_headers = dict(resp.headers)

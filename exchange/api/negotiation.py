@@ -6,6 +6,9 @@ XML or any other requested format is answered 406; a body in another content typ
 
 from __future__ import annotations
 
+from urllib.parse import parse_qsl
+
+from exchange.interactions.types import check_text
 from exchange.outcome import FhirError
 
 JSON_TYPES = {"application/fhir+json", "application/json", "application/json+fhir", "json", "text/json"}
@@ -54,3 +57,15 @@ def check_request_type(method: str, content_type: str | None, has_body: bool, is
     if base.startswith("application/x-www-form-urlencoded") and method == "POST":
         return
     raise FhirError("not-supported", f"Content-Type {base[:60] or '(none)'!r} is not accepted; send application/fhir+json", status=415)
+
+
+def check_search_form(body: bytes) -> None:
+    """A POST _search form body (search.html#Introduction): UTF-8, no control characters
+    in parameter names or values, or 400 before it reaches the search layer."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise FhirError("structure", "The search form body is not valid UTF-8", status=400) from None
+    for name, value in parse_qsl(text, keep_blank_values=True):
+        check_text(name, "A parameter name")
+        check_text(value, f"Parameter {name[:60]!r}", expression=name[:60])

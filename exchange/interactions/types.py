@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from email.utils import format_datetime
 from typing import Any
@@ -14,6 +15,17 @@ from exchange.repository.stored import StoredResource
 
 FHIR_JSON = "application/fhir+json; charset=utf-8"
 
+#: C0 control characters other than tab, CR and LF: never valid in a FHIR string
+#: (datatypes.html#string), an id or a search value; PostgreSQL cannot even store NUL.
+CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def check_text(value: str, where: str, expression: str | None = None) -> str:
+    """Refuse a URL segment, parameter name or value carrying control characters (400)."""
+    if CONTROL_CHARS.search(value):
+        raise FhirError("value", f"{where} contains a control character", status=400, expression=expression)
+    return value
+
 
 @dataclass
 class FhirRequest:
@@ -24,6 +36,13 @@ class FhirRequest:
     body: bytes | None = None
     base_url: str = ""
     _json: Any = None
+
+    def __post_init__(self) -> None:
+        for part in self.parts:
+            check_text(part, "The request path")
+        for name, value in self.params:
+            check_text(name, "A parameter name")
+            check_text(value, f"Parameter {name[:60]!r}", expression=name[:60])
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())

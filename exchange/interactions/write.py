@@ -27,6 +27,7 @@ from sqlalchemy import Connection
 from exchange.interactions.types import (
     FhirRequest,
     FhirResponse,
+    check_text,
     outcome_response,
     resource_headers,
 )
@@ -53,7 +54,7 @@ def new_id() -> str:
 
 def prepare(resource: Any, resource_type: str) -> dict[str, Any]:
     """Validate a resource about to be written and apply the security-label rules."""
-    validate_resource(resource, resource_type)
+    validate_resource(resource, resource_type, strict=True)
     try:
         from consent.labels import apply_labels
     except ImportError:  # the consent package is optional only in stripped-down tests
@@ -231,6 +232,9 @@ def conditional_matches(conn: Connection, ctx: RequestContext, rtype: str, query
 
 def _find(conn: Connection, ctx: RequestContext, rtype: str, params: list[tuple[str, str]]) -> list[int]:
     params = [(k, v) for k, v in params if k not in ("_format", "_pretty")]
+    for k, v in params:  # the If-None-Exist header and bundle conditions bypass FhirRequest
+        check_text(k, "A condition parameter name")
+        check_text(v, f"Condition parameter {k[:60]!r}", expression=k[:60])
     if not params:
         raise Invalid("A conditional operation needs search criteria", code="invalid")
     from exchange.search.service import find_rids
