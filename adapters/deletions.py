@@ -14,10 +14,15 @@ local key) each source record produced (``adapter_seen``). At the end of a compl
 Retracted resources become ``entered-in-error`` where the type has that status, or are
 deleted; a Patient loses that source's contribution. ``SourceAdapter.deleted_ids`` may
 add explicit deletions on top. Provenance records them with activity DELETE.
+
+Retractions inside a batch (:func:`plan_batch`) apply in source order to the batch's own
+staged resources as well as to what is stored: an HL7 v2 A11 that cancels an A01 of the
+same batch retracts that admission; a record re-sent after its cancellation is live again.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +33,39 @@ from adapters.tables import adapter_seen
 
 if TYPE_CHECKING:
     from adapters.pipeline import Run
+
+Ref = tuple[str, str]  # (resource type, stored id)
+
+
+def plan_batch(steps: Iterable[tuple[list[dict[str, Any]], list[Ref]]], stored: dict[Ref, Any],
+               retracted: Callable[[str, dict[str, Any]], dict[str, Any] | None]) -> tuple[list[dict[str, Any]], list[Ref]]:
+    """The puts and deletes of one batch, applying each record's writes then its retractions in order.
+
+    ``steps``: per record, its finished resources and the stored ids it retracts.
+    ``stored``: current stored versions (objects with ``deleted`` and ``data``) of the
+    retracted ids. ``retracted(type, data)``: the entered-in-error form, or None to delete.
+    A retraction targets the latest staged version of the id in this batch, else the
+    stored one; nothing staged and nothing live stored means nothing to retract. Each id
+    appears once in the result (its last state), in first-seen order.
+    """
+    plan: dict[Ref, dict[str, Any] | None] = {}
+    for resources, refs in steps:
+        for res in resources:
+            plan[(res["resourceType"], res["id"])] = res
+        for ref in refs:
+            if ref in plan:
+                base = plan[ref]
+                if base is None:  # already deleted in this batch
+                    continue
+            else:
+                cur = stored.get(ref)
+                if cur is None or cur.deleted or cur.data is None:
+                    continue
+                base = cur.data
+            plan[ref] = retracted(ref[0], base)
+    puts = [res for res in plan.values() if res is not None]
+    deletes = [ref for ref, res in plan.items() if res is None]
+    return puts, deletes
 
 
 @dataclass

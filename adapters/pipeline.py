@@ -8,6 +8,11 @@ labels (``consent.labels``) -> ``meta.source`` and a source-system tag -> one
 transaction per batch through the core write path, unchanged resources skipped, one
 Provenance per changed batch -> merges and retractions -> (full extracts) deletions.
 
+Every mapped resource is deep-copied once before any of this, so rewriting in place
+never reaches objects a mapper shares between resources or keeps in ``ctx.state``.
+Retractions apply in source order to the batch's own staged resources as well as to
+stored ones (:func:`adapters.deletions.plan_batch`).
+
 Each batch is one database transaction: a crash leaves whole batches or nothing, and a
 re-run converges because ids are deterministic and unchanged content is not rewritten.
 """
@@ -99,7 +104,13 @@ class Run:
         report, mctx = self.report, self.mctx
         n_merge, n_retract, n_warn = len(mctx.merges), len(mctx.retractions), len(mctx.warnings)
         try:
-            resources = self.adapter.map(record, mctx)
+            mapped = self.adapter.map(record, mctx)
+            # one deep copy, so rewriting ids and references in place can never reach an
+            # object the mapper shares between resources or keeps in ctx.state
+            resources = orjson.loads(orjson.dumps(mapped))
+        except orjson.JSONEncodeError as exc:
+            self._reject(record, "mapping", f"mapped resource is not JSON: {exc}", None)
+            return None
         except MappingError as exc:
             self._reject(record, "mapping", exc.reason, exc.element)
             return None
@@ -116,7 +127,8 @@ class Run:
             if not isinstance(rtype, str) or not isinstance(local, str) or not local:
                 self._reject(record, "mapping", "every mapped resource needs resourceType and a local id", "id")
                 return None
-            probe = {**res, "id": stored_id(self.source_system, local, rtype)}
+            probe = orjson.loads(orjson.dumps({**res, "id": stored_id(self.source_system, local, rtype)}))
+            rewrite_refs(probe, lambda t, k: stored_id(self.source_system, k, t))  # as it will be stored
             try:
                 validate_resource(probe)
             except FhirError as exc:
@@ -193,24 +205,21 @@ class Run:
         kept = {r["id"] for s in live for r in s.resources if r["resourceType"] == "Patient"}
         resolutions = [r for r in resolutions if r.local_key in kept]
         by_key = {r.local_key: r for r in resolutions}
-        puts: list[dict[str, Any]] = []
         contributions = []
         for s in live:
             for res in s.resources:
                 self._finish(res, people, s.record)
                 if res["resourceType"] == "Patient":
                     contributions.append((by_key[res["id"]], res))
-                else:
-                    puts.append(res)
         store_contributions(conn, ss, self.rank, contributions)
         touched = {r.patient_id for r, _ in contributions}
-        deletes: list[tuple[str, str]] = []
-        for s in live:
-            if s.retractions:
-                puts_r, dels_r, touched_r = self._retractions(conn, s.retractions)
-                puts.extend(puts_r)
-                deletes.extend(dels_r)
-                touched |= touched_r
+        for r in (r for s in live for r in s.retractions if r.resource_type == "Patient"):
+            if pid := remove_contribution(conn, ss, r.local_key):
+                touched.add(pid)
+        steps = [([r for r in s.resources if r["resourceType"] != "Patient"], self._retraction_ids(s.retractions))
+                 for s in live]
+        stored = read_current(conn, [ref for _, refs in steps for ref in refs])
+        puts, deletes = deletions.plan_batch(steps, stored, retracted_version)
         moved_from = {r.previous for r in resolutions if r.previous and r.previous != r.patient_id}
         touched |= moved_from
         composed = compose(conn, touched)
@@ -269,26 +278,6 @@ class Run:
     def _retraction_ids(self, retractions: list[Retraction]) -> list[tuple[str, str]]:
         return [(r.resource_type, stored_id(self.source_system, r.local_key, r.resource_type))
                 for r in retractions if r.resource_type != "Patient"]
-
-    def _retractions(self, conn: Connection, retractions: list[Retraction]) -> tuple[list, list, set[str]]:
-        puts: list[dict[str, Any]] = []
-        deletes: list[tuple[str, str]] = []
-        touched: set[str] = set()
-        for r in retractions:
-            if r.resource_type == "Patient":
-                pid = remove_contribution(conn, self.source_system, r.local_key)
-                if pid:
-                    touched.add(pid)
-        refs = self._retraction_ids(retractions)
-        for (rtype, rid), cur in read_current(conn, refs).items():
-            if cur.deleted or cur.data is None:
-                continue
-            nulled = retracted_version(rtype, cur.data)
-            if nulled is None:
-                deletes.append((rtype, rid))
-            else:
-                puts.append(nulled)
-        return puts, deletes, touched
 
     def _count(self, result: Any, retracted: set[tuple[str, str]]) -> None:
         report = self.report
