@@ -66,17 +66,16 @@ def main(argv: list[str] | None = None) -> int:
         return R.Server(settings.with_(**flags), label)
 
     full = serve("full")
-    token = R.gp_token(settings)
     try:
         base = R.measure("baseline", full, paths["baseline"], "", opts)
         scen.append(base)
         for name in FULL_SCENARIOS:
             if wanted(name):
                 print(f"  {name} (full)", flush=True)
-                token = R.gp_token(settings)
+                token = R.gp_token(settings, full)
                 scen.append(R.measure(name, full, paths[name], token, opts))
         if wanted("paging"):
-            token = R.gp_token(settings)
+            token = R.gp_token(settings, full)
             seen, secs = walk_pages(f"{full.base}/fhir/Observation?patient=Patient/bp0&_count=100", token)
             results["figures"]["paging: Observation for a 2,000-resource patient, _count=100"] = (
                 f"{seen} resources in {secs:.2f} s ({seen / secs:.0f} resources/s)")
@@ -95,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for name in names:
                 print(f"  {name} ({label})", flush=True)
-                scen.append(R.measure(name, srv, paths[name], R.gp_token(settings) if flags.get("auth_enabled", True) else "", opts))
+                scen.append(R.measure(name, srv, paths[name], R.gp_token(settings, srv) if flags.get("auth_enabled", True) else "", opts))
         finally:
             srv.stop()
     for s in scen:

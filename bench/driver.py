@@ -59,7 +59,7 @@ def run_wrk(base: str, paths: list[str], *, token: str = "", seconds: float = 5,
         plist.write_text("\n".join(paths) + "\n")
         env = {"BENCH_PATHS": str(plist), "BENCH_TOKEN": token, "PATH": "/usr/bin:/bin"}
         out = subprocess.run(
-            ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--timeout", "10s",
+            ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{max(1, round(seconds))}s", "--timeout", "10s",
              "-s", str(script), base],
             capture_output=True, text=True, env=env, timeout=seconds + 60, check=False,
         ).stdout

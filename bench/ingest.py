@@ -29,7 +29,7 @@ def write_feed(folder: Path, patients: int, contacts_per_patient: int = 6) -> No
             w.writerows(rows)
 
     table("patients.csv", ["PATIENT_ID", "NHS_NUMBER", "SURNAME", "FORENAMES", "DOB", "SEX", "POSTCODE", "GP_PRACTICE_CODE"],
-          ([f"B-{i}", nhs_number(500_000 + i), f"BENCH{i}", "Alex", "1950-01-01", "F" if i % 2 else "M", "L5 6PX", "N82001"]
+          ([f"B-{i}", nhs_number(300_000 + i), f"BENCH{i}", "Alex", "1950-01-01", "F" if i % 2 else "M", "L5 6PX", "N82001"]
            for i in range(patients)))
     table("referrals.csv", ["REFERRAL_ID", "PATIENT_ID", "SERVICE", "REFERRAL_SOURCE", "RECEIVED_DATE", "PRIORITY", "STATUS", "DISCHARGED_DATE"],
           ([f"R-{i}", f"B-{i}", "District Nursing", "GP", "2026-10-01", "Routine", "Open", ""] for i in range(patients)))

@@ -93,10 +93,12 @@ def load_population(settings: Settings, n: int) -> dict[str, Any]:
     process_bundle(svc, RequestContext(requester=requester), pop.organisations())
     resources = 0
     cpu0, t0 = time.process_time(), time.perf_counter()
+    chunk = min(500, settings.max_bundle_entries)
     for i, bundle in pop.population(n):
-        ctx = RequestContext(requester=requester)
-        process_bundle(svc, ctx, bundle)
-        resources += len(bundle["entry"])
+        entries = bundle["entry"]
+        for k in range(0, len(entries), chunk):  # complex patients span several transactions
+            process_bundle(svc, RequestContext(requester=requester), {**bundle, "entry": entries[k : k + chunk]})
+        resources += len(entries)
         if i % 200 == 0:
             print(f"  loaded {i}/{n} patients ({resources} resources)", flush=True)
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
@@ -159,10 +161,11 @@ def measure(name: str, server: Server, paths: list[str], token: str, opts: Optio
     )
 
 
-def gp_token(settings: Settings) -> str:
+def gp_token(settings: Settings, server: Server) -> str:
+    """A development token for a GP at N82001, issued for ``server``'s base URL (iss/aud)."""
     from exchange.auth.token import mint_access_token
 
-    token, _ = mint_access_token(settings, dev=True, client_id="bench-gp", scopes=["user/*.rs"], kind="user",
+    token, _ = mint_access_token(settings.with_(base_url=f"{server.base}/fhir"), dev=True, client_id="bench-gp", scopes=["user/*.rs"], kind="user",
                                  practitioner_id="555000000009", name="Dr Bench", role="R8000",
                                  organization="N82001", purpose_of_use="TREAT")
     return token

@@ -74,6 +74,8 @@ class _State:
     directive_uniform: list[str] = field(default_factory=list)
     all_directives_loaded: bool = False
     notices: dict[str, tuple[str, ...]] = field(default_factory=dict)  # patient -> notices
+    hidden: Any = None  # the request's hidden-rows condition (consent.narrowing), once built
+    hidden_ready: bool = False
 
 
 def _root(ctx: RequestContext) -> RequestContext:
@@ -362,6 +364,9 @@ class ConsentGate:
         return permit(f"policy.system-client.{sp.client_id}")
 
     # -- SQL narrowing before LIMIT --------------------------------------------------
+    #: the SQL narrowing depends on the requester and the data, never on the resource type
+    type_independent = True
+
     def sql_filter(self, conn: Connection, ctx: RequestContext, resource_type: str | None,
                    rid_column: Any) -> ColumnElement[bool] | None:
         if not self.settings.consent_enabled or ctx.requester.kind == "anonymous":
@@ -370,7 +375,10 @@ class ConsentGate:
             for notice in self.notices_for(conn, ctx, pid):
                 if notice not in ctx.informational:
                     ctx.informational.append(notice)
-        hidden = hidden_condition(self, conn, ctx)
+        st = self._state(ctx)
+        if not st.hidden_ready:  # built once per request: it does not depend on the type
+            st.hidden, st.hidden_ready = hidden_condition(self, conn, ctx), True
+        hidden = st.hidden
         if hidden is None:
             return None
         f = consent_fact

@@ -45,6 +45,10 @@ PERMIT = Decision("permit")
 
 
 class DisclosureGate(Protocol):
+    #: True when ``sql_filter`` does not depend on the resource type, so a query over many
+    #: types (system search, ``$everything``) may apply one condition instead of one per type
+    type_independent: bool
+
     def sql_filter(
         self, conn: Connection, ctx: RequestContext, resource_type: str, rid_column: Any
     ) -> ColumnElement[bool] | None:
@@ -58,6 +62,8 @@ class DisclosureGate(Protocol):
 
 class PermitAll:
     """The gate used when consent is switched off (development, benchmark baseline)."""
+
+    type_independent = True
 
     def sql_filter(self, conn, ctx, resource_type, rid_column):  # noqa: ANN001
         return None

@@ -61,6 +61,9 @@ class _Unknown(Exception):
 def gate_cond(qc: QueryContext, types: list[str], type_col: Any, rid_col: Any) -> ColumnElement[bool] | None:
     """The disclosure gate's SQL narrowing for rows of ``types`` (None = nothing to add)."""
     gate = gate_of(qc.ctx)
+    if getattr(gate, "type_independent", False) or len(types) == 1:
+        # one condition for all types (e.g. $everything over the whole compartment)
+        return gate.sql_filter(qc.conn, qc.ctx, types[0] if len(types) == 1 else None, rid_col)
     parts = [(t, gate.sql_filter(qc.conn, qc.ctx, t, rid_col)) for t in types]
     if all(f is None for _, f in parts):
         return None
