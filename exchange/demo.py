@@ -14,11 +14,14 @@ from pathlib import Path
 from exchange.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
-FEEDS = (  # adapter name, sample folder (inside the repository)
-    ("gp-connect", ROOT / "adapters" / "gp_connect" / "samples"),
-    ("hl7v2", ROOT / "adapters" / "hl7v2" / "samples"),
-    ("community", ROOT / "adapters" / "community" / "samples"),
-    ("social-care", ROOT / "adapters" / "social_care" / "samples"),
+SAMPLES = ROOT / "adapters"
+FEEDS = (  # adapter, source system (ODS code), sample files (inside the repository)
+    ("gp-connect", "N82001", [SAMPLES / "gp_connect/samples/structured-record-whitfield.json",
+                              SAMPLES / "gp_connect/samples/structured-record-nolan.json"]),
+    ("gp-connect", "N82002", [SAMPLES / "gp_connect/samples/structured-record-ohare.json"]),
+    ("hl7v2", "REM", [SAMPLES / "hl7v2/samples/rem-uk-feed.hl7"]),
+    ("community", None, [SAMPLES / "community/samples"]),
+    ("social-care", None, [SAMPLES / "social_care/samples"]),
 )
 NHS = "https://fhir.nhs.uk/Id/nhs-number"
 SHARED_PERSON = "9990000425"  # Joan Whitfield: GP, hospital, community and social care
@@ -30,13 +33,11 @@ def _ingest_all(settings: Settings) -> None:
     from exchange.db.engine import make_engine
 
     engine = make_engine(settings.database_url)
-    for name, folder in FEEDS:
-        files = sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
-        if not files:
-            print(f"  {name}: no sample feed found in {folder}")
-            continue
-        report = ingest(engine, settings, load(name), [folder] if name in ("community", "social-care") else files)
-        print(f"  {name:12s} {report.summary_line() if hasattr(report, 'summary_line') else report}")
+    for name, source_system, paths in FEEDS:
+        report = ingest(engine, settings, load(name), paths, source_system=source_system)
+        counts = report.to_dict().get("counts", {})
+        shown = ", ".join(f"{k} {v}" for k, v in counts.items())
+        print(f"  {name:12s} {source_system or '':7s} {shown}")
     engine.dispose()
 
 
@@ -65,12 +66,16 @@ def _token(settings: Settings, **kw) -> str:
     return token
 
 
-def _ig_user(settings: Settings) -> str | None:
-    try:
-        from exchange.audit.cli import ensure_demo_ig_user
-    except ImportError:
-        return None
-    return ensure_demo_ig_user(settings)
+def _ig_user(settings: Settings) -> str:
+    """A local IG account for the demo console (development only)."""
+    from exchange.console.accounts import add_user
+    from exchange.db.engine import make_engine, write_tx
+
+    engine = make_engine(settings.database_url)
+    with write_tx(engine) as conn:
+        add_user(conn, "ig-lead", "demo-ig-password")
+    engine.dispose()
+    return "ig-lead / demo-ig-password"
 
 
 def main() -> int:
