@@ -2,6 +2,11 @@
 
 Pure functions over :class:`~exchange.operations.eol_model.Preference` items:
 
+0. CPR items from the same source with the same code, decision date and record status
+   are ONE decision recorded twice (a GP Observation and the Flag the gp-connect adapter
+   emits for it): one item is kept (Flag first, then Consent, then Observation), names
+   the other in its details and borrows what only the other recorded (author, review
+   date, document, organisation). Never shown as one copy superseding the other.
 1. Entered-in-error, cancelled (inactive / revoked / rejected), source-declared
    superseded and draft records are shown as such, never as current.
 2. For each (source, kind, topic) the latest active decision (by decision date, then
@@ -45,14 +50,54 @@ def describe(p: Preference) -> str:
     return f"{p.label} ({who}, {when}, source {p.source})"
 
 
+_PREFERRED_TYPE = {"Flag": 0, "Consent": 1, "Observation": 2}
+
+
+def _decision_key(p: Preference) -> tuple[str, ...] | None:
+    """What makes two CPR items one decision; None for items never merged (undated,
+    unknown source, other kinds). ``label`` is the code list's display: one per code."""
+    if p.kind != "cpr" or p.decided is None:
+        return None
+    return (*p.group_key, p.cpr or "", p.label.lower(), p.decided.text[:10], p.record_status)
+
+
+def same_decisions(items: list[Preference]) -> list[Preference]:
+    """``items`` with duplicate records of one CPR decision collapsed (step 0 above)."""
+    groups: dict[tuple[str, ...], list[Preference]] = defaultdict(list)
+    for p in items:
+        key = _decision_key(p)
+        if key is not None:
+            groups[key].append(p)
+    dropped: set[int] = set()
+    for group in groups.values():
+        if len(group) < 2:
+            continue
+        group.sort(key=lambda p: p.last_updated or "", reverse=True)
+        group.sort(key=lambda p: _PREFERRED_TYPE.get(p.resource_type, len(_PREFERRED_TYPE)))
+        keep = group[0]
+        for other in group[1:]:
+            dropped.add(id(other))
+            note = f"Same decision also recorded as {other.reference}"
+            if note not in keep.details:
+                keep.details.append(note)
+            if not (keep.author_ref or keep.author_display):
+                keep.author_ref, keep.author_display = other.author_ref, other.author_display
+            keep.review = keep.review or other.review
+            keep.document = keep.document or other.document
+            keep.source_org = keep.source_org or other.source_org
+    return [p for p in items if id(p) not in dropped]
+
+
 def assess(
     items: list[Preference],
     attorneys: list[Attorney] | None = None,
     *,
     now: datetime | None = None,
 ) -> Assessment:
-    """Give every item its state and find conflicts and warnings (items are updated in place)."""
+    """Give every item its state and find conflicts and warnings (items are updated in place;
+    duplicate records of one CPR decision are left out of the result, see step 0)."""
     now = now or datetime.now(UTC)
+    items = same_decisions(items)
     groups: dict[tuple[str, str, str], list[Preference]] = defaultdict(list)
     for p in items:
         p.superseded_by = None
