@@ -7,21 +7,29 @@ authorisation, handler and disclosure choke point as a direct request.
 
 from __future__ import annotations
 
+import hashlib
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from exchange.db.engine import read_tx, write_tx
+from exchange.db.engine import is_sqlite, read_tx, write_tx
 from exchange.interactions import history, read, write
 from exchange.interactions.audit_log import check_log_access, read_event
 from exchange.interactions.types import FhirRequest, FhirResponse
-from exchange.outcome import FhirError, NotFound
+from exchange.outcome import Conflict, FhirError, NotFound
 from exchange.pipeline.context import RequestContext
 from exchange.services import Services
 from exchange.validation import SERVED
 
 Handler = Callable[[Services, RequestContext, FhirRequest, Connection], FhirResponse]
+
+#: a write that lost a race (unique key taken, serialisation failure, deadlock) is run
+#: again from the start, in a new transaction, this many times in all
+WRITE_ATTEMPTS = 3
+_RETRYABLE_PG_CODES = {"40001", "40P01"}  # serialization_failure, deadlock_detected
 
 
 @dataclass(frozen=True)
@@ -148,8 +156,47 @@ def authorize(svc: Services, ctx: RequestContext) -> None:
         check_log_access(ctx)
 
 
+def _conditional(route: Route, req: FhirRequest) -> bool:
+    """A write whose outcome depends on a search (If-None-Exist, conditional update/delete)."""
+    if route.interaction == "create":
+        return req.header("if-none-exist") is not None
+    return route.handler in (write.conditional_update, write.conditional_delete)
+
+
+def serialise_conditional(conn: Connection, resource_type: str) -> None:
+    """On PostgreSQL, queue conditional writes on one resource type behind each other
+    (transaction-scoped advisory lock), so the search each one makes sees the rows the
+    previous one committed: racing If-None-Exist creates make one resource, not several.
+    SQLite needs nothing: write transactions already hold the database lock."""
+    if is_sqlite(conn):
+        return
+    key = int.from_bytes(hashlib.sha256(f"conditional:{resource_type}".encode()).digest()[:8], "big") >> 1
+    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+
+
+def _lost_race(exc: DBAPIError) -> bool:
+    if isinstance(exc, IntegrityError):
+        return True
+    return getattr(exc.orig, "sqlstate", None) in _RETRYABLE_PG_CODES
+
+
+def _snapshot(ctx: RequestContext) -> tuple:
+    return (set(ctx.patients), list(ctx.released), ctx.withheld, Counter(ctx.withheld_rules), ctx.redacted,
+            list(ctx.informational))
+
+
+def _restore(ctx: RequestContext, saved: tuple) -> None:
+    (ctx.patients, ctx.released, ctx.withheld, ctx.withheld_rules, ctx.redacted, ctx.informational) = (
+        set(saved[0]), list(saved[1]), saved[2], Counter(saved[3]), saved[4], list(saved[5]))
+
+
 def handle(svc: Services, ctx: RequestContext, req: FhirRequest, conn: Connection | None = None) -> FhirResponse:
-    """Route, authorise and run one interaction, in its own transaction unless ``conn``."""
+    """Route, authorise and run one interaction, in its own transaction unless ``conn``.
+
+    A write in its own transaction that loses a race with a concurrent writer (e.g. two
+    PUTs creating the same new id on PostgreSQL: one insert hits the unique key) is
+    rolled back and run again, where it sees the winner's row and becomes an update.
+    """
     route = resolve(req)
     ctx.interaction = route.interaction
     ctx.resource_type = route.resource_type
@@ -158,8 +205,25 @@ def handle(svc: Services, ctx: RequestContext, req: FhirRequest, conn: Connectio
     if ctx.gate is None and ctx.parent is None:
         ctx.gate = svc.gate
     authorize(svc, ctx)
+    conditional = route.writes and route.resource_type is not None and _conditional(route, req)
     if conn is not None or route.interaction in ("batch",):
+        if conn is not None and conditional:
+            serialise_conditional(conn, route.resource_type or "")
         return route.handler(svc, ctx, req, conn)  # type: ignore[arg-type]
-    tx = write_tx if route.writes else read_tx
-    with tx(svc.engine) as c:
-        return route.handler(svc, ctx, req, c)
+    if not route.writes:
+        with read_tx(svc.engine) as c:
+            return route.handler(svc, ctx, req, c)
+    saved = _snapshot(ctx)
+    for attempt in range(1, WRITE_ATTEMPTS + 1):
+        try:
+            with write_tx(svc.engine) as c:
+                if conditional:
+                    serialise_conditional(c, route.resource_type or "")
+                return route.handler(svc, ctx, req, c)
+        except DBAPIError as exc:
+            if not _lost_race(exc):
+                raise
+            if attempt == WRITE_ATTEMPTS:
+                raise Conflict("The resource was changed by a concurrent request; try again") from exc
+            _restore(ctx, saved)
+    raise AssertionError("unreachable")
