@@ -25,8 +25,8 @@ import orjson
 
 from adapters.base import MappingContext, RecordError, SourceAdapter, SourceLocation, SourceRecord
 from adapters.community import map_care, map_eol, terms
-from adapters.social_care.adapter import locate_files, rows_with_repeats
-from adapters.social_care.csvfeed import CsvRow, read_csv
+from adapters.csvkit.reader import CsvRow, read_csv
+from adapters.csvkit.records import locate_files, rows_with_repeats
 
 ENCODING = "utf-8"
 

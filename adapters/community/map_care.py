@@ -20,7 +20,7 @@ from typing import Any
 
 from adapters.base import MappingContext, MappingError
 from adapters.community import terms
-from adapters.social_care.fields import (
+from adapters.csvkit.fields import (
     ODS_SYSTEM,
     SNOMED,
     decimal_value,

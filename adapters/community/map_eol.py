@@ -27,7 +27,7 @@ from typing import Any
 
 from adapters.base import MappingContext, MappingError
 from adapters.community import terms
-from adapters.social_care.fields import SNOMED, iso_date, local_datetime, yes_no
+from adapters.csvkit.fields import SNOMED, iso_date, local_datetime, yes_no
 
 CPR = {"dnacpr": terms.NOT_FOR_CPR, "for cpr": terms.FOR_CPR}
 

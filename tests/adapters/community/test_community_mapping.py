@@ -16,7 +16,7 @@ from fhir.resources.R4B import get_fhir_model_class
 from adapters.base import MappingContext, RecordError, SourceRecord
 from adapters.community import CommunityAdapter
 from adapters.community.terms import LOCAL_OBSERVATION_SYSTEM, REGISTER_STATUS_URL
-from adapters.social_care.fields import SNOMED
+from adapters.csvkit.fields import SNOMED
 from exchange.operations.eol_classify import attorney_of, classify
 
 SAMPLES = Path(__file__).resolve().parents[3] / "adapters" / "community" / "samples"

@@ -1,0 +1,56 @@
+"""From CSV rows to source records: finding the extract's files, and repeated rows.
+
+Report tools that produce nightly CSV extracts name files inconsistently
+(``Persons.CSV``) and sometimes write one row twice. :func:`locate_files` finds each
+expected file among the paths given (files or directories, case-insensitive);
+:func:`rows_with_repeats` turns :class:`adapters.csvkit.reader.CsvRow` objects into
+:class:`adapters.base.SourceRecord` objects keyed ``{kind}/{id}`` and marks a repeat of
+an id with ``_repeat_of`` (the first row's line) and ``_repeat_same`` (identical
+cells), so the adapter can report it (docs/adapters.md, "Reading the source").
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from adapters.base import RecordError, SourceRecord
+from adapters.csvkit.reader import CsvRow
+
+
+def locate_files(paths: Sequence[Path], names: Sequence[str]) -> dict[str, Path | None]:
+    """Find each expected file (case-insensitive name) among the given files/directories."""
+    found: dict[str, Path | None] = {n: None for n in names}
+    candidates: list[Path] = []
+    for p in map(Path, paths):
+        candidates.extend(sorted(p.iterdir()) if p.is_dir() else [p])
+    for c in candidates:
+        key = c.name.lower()
+        if key in found and found[key] is None:
+            found[key] = c
+    return found
+
+
+def rows_with_repeats(
+    rows: Iterator[CsvRow | RecordError], kind: str, key: str
+) -> Iterator[SourceRecord | RecordError]:
+    """Turn rows into records; mark exact repeats and conflicting repeats of an id."""
+    seen: dict[str, tuple[int, str]] = {}
+    for row in rows:
+        if isinstance(row, RecordError):
+            yield row
+            continue
+        rid = row.cells.get(key, "")
+        if not rid:
+            yield RecordError(row.location, f"{key} is empty: the row cannot be identified", key)
+            continue
+        digest = hashlib.sha256(repr(sorted(row.cells.items())).encode()).hexdigest()
+        data: dict[str, Any] = dict(row.cells)
+        if rid in seen:
+            first_line, first_digest = seen[rid]
+            data["_repeat_of"] = first_line
+            data["_repeat_same"] = first_digest == digest
+        seen[rid] = (row.line, digest)
+        yield SourceRecord(f"{kind}/{rid}", kind, data, row.location)
