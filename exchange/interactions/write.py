@@ -12,6 +12,11 @@ Rules implemented here:
 * ``If-Match: W/"n"`` on update/patch/delete: 412 unless n is the current version.
 * Conditional operations search through the disclosure gate, so a resource the
   requester may not see neither matches nor blocks (no existence probing).
+* Update and delete of a resource the requester may not see answer exactly as for a
+  resource that does not exist (update: 403 create-by-update for non-system clients;
+  delete: 204), and change nothing.
+* A ``patient/``-confined requester may only write into its own patient's record
+  (SMART App Launch 2 scopes-and-launch-context, patient-specific scopes).
 """
 
 from __future__ import annotations
@@ -60,6 +65,22 @@ def prepare(resource: Any, resource_type: str) -> dict[str, Any]:
     except ImportError:  # the consent package is optional only in stripped-down tests
         return resource
     return apply_labels(resource)
+
+
+_PATIENT_FIELDS = ("subject", "patient", "beneficiary", "individual")
+
+
+def _check_confined_write(ctx: RequestContext, rtype: str, res_id: str, resource: dict[str, Any]) -> None:
+    """A patient-confined token writes only into its own patient's record (403)."""
+    from exchange.auth.scopes import check_patient
+
+    pids = [res_id] if rtype == "Patient" else []
+    for key in _PATIENT_FIELDS:
+        ref = resource.get(key)
+        r = ref.get("reference") if isinstance(ref, dict) else None
+        if isinstance(r, str) and r.startswith("Patient/"):
+            pids.append(r[8:].split("/")[0])
+    check_patient(ctx.requester, pids)
 
 
 def _strip_volatile(data: dict[str, Any]) -> dict[str, Any]:
@@ -117,6 +138,7 @@ def create(svc: Services, ctx: RequestContext, req: FhirRequest, conn: Connectio
             return resp
     res_id = new_id()
     resource.pop("id", None)
+    _check_confined_write(ctx, rtype, res_id, resource)
     stored = store.write_version(conn, rtype, res_id, resource, method="POST", current=None)
     return _written_response(svc, ctx, req, conn, stored, 201)
 
@@ -137,14 +159,18 @@ def _update_known_id(
     svc: Services, ctx: RequestContext, req: FhirRequest, conn: Connection, rtype: str, res_id: str, resource: dict[str, Any]
 ) -> FhirResponse:
     current_row = store.lock_current(conn, rtype, res_id)
+    current = store.read_current(conn, rtype, res_id) if current_row is not None and not current_row.deleted else None
+    if current is not None and release_one(conn, ctx, current) is None:
+        current_row = None  # hidden: answer as if it did not exist, and write nothing
+        if ctx.requester.kind in ("system", "anonymous"):
+            raise NotFound(f"Resource {rtype}/{res_id} is not known")
     _check_if_match(req, current_row) if req.header("if-match") else None
     creating = current_row is None or current_row.deleted
     if current_row is None and ctx.requester.kind not in ("system", "anonymous"):
         raise Forbidden("Creating a resource by update (client-assigned id) is reserved to system clients", code="forbidden")
-    if current_row is not None and not creating:
-        current = store.read_current(conn, rtype, res_id)
-        if current is not None and unchanged(current, resource):
-            return _written_response(svc, ctx, req, conn, current, 200)
+    _check_confined_write(ctx, rtype, res_id, resource)
+    if current is not None and unchanged(current, resource):
+        return _written_response(svc, ctx, req, conn, current, 200)
     stored = store.write_version(conn, rtype, res_id, resource, method="PUT", current=current_row)
     return _written_response(svc, ctx, req, conn, stored, 201 if creating else 200)
 
@@ -163,6 +189,7 @@ def conditional_update(svc: Services, ctx: RequestContext, req: FhirRequest, con
     res_id = check_id(resource["id"]) if resource.get("id") else new_id()
     if store.lock_current(conn, rtype, res_id) is not None:
         raise FhirError("conflict", f"{rtype}/{res_id} exists but does not match the condition", status=409)
+    _check_confined_write(ctx, rtype, res_id, resource)
     stored = store.write_version(conn, rtype, res_id, resource, method="PUT", current=None)
     return _written_response(svc, ctx, req, conn, stored, 201)
 
@@ -189,6 +216,7 @@ def patch(svc: Services, ctx: RequestContext, req: FhirRequest, conn: Connection
     if patched.get("id") != res_id or patched.get("resourceType") != rtype:
         raise FhirError("processing", "A patch may not change resourceType or id", status=422)
     patched = prepare(patched, rtype)
+    _check_confined_write(ctx, rtype, res_id, patched)
     if unchanged(current, patched):
         return _written_response(svc, ctx, req, conn, current, 200)
     stored = store.write_version(conn, rtype, res_id, patched, method="PATCH", current=current_row)
@@ -202,7 +230,7 @@ def delete(svc: Services, ctx: RequestContext, req: FhirRequest, conn: Connectio
     if current_row is not None and not current_row.deleted:
         current = store.read_current(conn, rtype, res_id)
         if release_one(conn, ctx, current) is None:
-            raise NotFound(f"Resource {rtype}/{res_id} is not known")
+            return FhirResponse(status=204)  # hidden: the answer for a resource that does not exist
         stored = store.write_version(conn, rtype, res_id, None, method="DELETE", current=current_row)
         return FhirResponse(status=204, headers={"ETag": stored.etag}, resource=stored)
     return FhirResponse(status=204)

@@ -100,3 +100,49 @@ def check_outcome(body: bytes) -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def assert_outcome() -> Callable[[bytes], dict[str, Any]]:
     return check_outcome
+
+
+@pytest.fixture(scope="module")
+def twin_engine(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    """A second, empty, migrated database of the same kind as ``db_url`` (SQLite or
+    PostgreSQL): the "world without the hidden resource" the consent probes compare with."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    from exchange.db.engine import make_engine, normalise_url
+    from exchange.db.migrate import upgrade
+
+    admin = None
+    if db_url.startswith("sqlite"):
+        url = f"sqlite:///{tmp_path_factory.mktemp('twin') / 'twin.db'}"
+    else:
+        name = f"twin_{uuid.uuid4().hex[:12]}"
+        admin = create_engine(normalise_url(db_url), isolation_level="AUTOCOMMIT")
+        with admin.connect() as c:
+            c.execute(text(f'CREATE DATABASE "{name}"'))
+        url = db_url.rsplit("/", 1)[0] + "/" + name
+    upgrade(url)
+    eng = make_engine(url)
+    import adapters.tables  # noqa: F401
+    import consent.tables  # noqa: F401
+
+    metadata.create_all(eng, checkfirst=True)
+    try:
+        yield eng
+    finally:
+        eng.dispose()
+        if admin is not None:
+            with admin.connect() as c:
+                c.execute(text(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)'))
+            admin.dispose()
+
+
+@pytest.fixture(scope="module")
+def twin_client(twin_engine: Engine, full_settings: Settings) -> Iterator[TestClient]:
+    """The real app over the twin database: same settings, keys and cursor secret."""
+    from exchange.app import create_app
+
+    settings = full_settings.with_(database_url=str(twin_engine.url.render_as_string(hide_password=False)))
+    with TestClient(create_app(settings, engine=twin_engine), raise_server_exceptions=False) as c:
+        yield c
