@@ -9,7 +9,6 @@ response bytes. Errors anywhere become an OperationOutcome here, in one place.
 from __future__ import annotations
 
 import logging
-import uuid
 from urllib.parse import parse_qsl
 
 import orjson
@@ -31,22 +30,6 @@ def _pretty(body: bytes, pretty: bool) -> bytes:
     if not pretty or not body:
         return body
     return orjson.dumps(orjson.loads(body), option=orjson.OPT_INDENT_2)
-
-
-def _with_informational(body: bytes | None, ctx: RequestContext) -> bytes | None:
-    """Add the consent layer's informational notices to a searchset/document Bundle
-    as an OperationOutcome entry (search.mode = outcome)."""
-    if not ctx.informational or not body or not body.startswith(b'{"resourceType":"Bundle"'):
-        return body
-    data = orjson.loads(body)
-    oo = operation_outcome([Issue("informational", n, "information") for n in ctx.informational])
-    entry: dict = {"resource": oo}
-    if data.get("type") == "searchset":
-        entry["search"] = {"mode": "outcome"}
-    else:
-        entry["fullUrl"] = f"urn:uuid:{uuid.uuid4()}"
-    data.setdefault("entry", []).append(entry)
-    return orjson.dumps(data)
 
 
 def process(svc: Services, request_parts: dict) -> tuple[FhirResponse, RequestContext]:
@@ -87,8 +70,6 @@ def process(svc: Services, request_parts: dict) -> tuple[FhirResponse, RequestCo
             log.exception("audit write failed")
             oo = operation_outcome([Issue("transient", "The access log is unavailable; no data was returned")])
             resp = FhirResponse(status=503, body=orjson.dumps(oo), headers={"Retry-After": "5"})
-    if resp.status < 300 or resp.status == 304:
-        resp.body = _with_informational(resp.body, ctx)
     return resp, ctx
 
 

@@ -3,7 +3,8 @@
 The result is the patient's compartment (the official Patient CompartmentDefinition,
 compartmentdefinition-patient.html: every resource whose compartment parameters
 reference the patient, plus the Patient itself) and the Practitioner, Organization,
-Location, Medication and Device resources those reference. It is computed as one
+Location, Medication and Device resources those reference, and the Provenance of those
+resources (where each came from). It is computed as one
 set-based SQL query per page over the reference index (no per-resource queries),
 narrowed by the disclosure gate's ``sql_filter`` before LIMIT, keyset-paged on rid
 with a snapshot bound, and every resource still passes
@@ -123,10 +124,18 @@ def _page(conn: Connection, ctx: RequestContext, settings: Settings, state: dict
         referenced.join(t, and_(t.c.res_type == referenced.c.target_type, t.c.res_id == referenced.c.target_id))
     )
 
-    # 3. the page: members and their references, filtered, narrowed, keyset on rid
+    # 2b. the Provenance of visible members (which source system wrote them, from which
+    #     feed): a Provenance is in the compartment only when it targets the Patient itself
+    #     (R4 Provenance "patient" parameter), but the record's origin is part of "everything"
+    pv, mm = sr.alias("pv"), rc.alias("mm")
+    provenance = select(pv.c.rid).select_from(
+        pv.join(mm, and_(pv.c.target_type == mm.c.res_type, pv.c.target_id == mm.c.res_id))
+    ).where(pv.c.res_type == "Provenance", pv.c.param == "target", mm.c.rid.in_(members))
+
+    # 3. the page: members, their references and provenance, filtered, narrowed, keyset on rid
     out_types = sorted(set(_member_types(wanted)) | {x for x in REFERENCED_TYPES if wanted is None or x in wanted})
     conds: list[Any] = [
-        rc.c.rid.in_(union(members, targets)),
+        rc.c.rid.in_(union(members, targets, provenance)),
         rc.c.deleted.is_(False),
         rc.c.res_type.in_(out_types),
         rc.c.rid <= state["m"],
