@@ -84,6 +84,8 @@ def _signed_in(request: Request) -> session.Session | None:
     sess = session.current_session(request, settings)
     if sess is None:
         return None
+    if sess.external:  # the identity provider vouched for this user at sign-in
+        return sess
     with read_tx(engine) as conn:
         return sess if account_active(conn, sess.username) else None
 
@@ -159,6 +161,51 @@ def login(request: Request, username: str = Form(""), password: str = Form(""),
     target = next if next.startswith("/ig") and not next.startswith("//") else "/ig/"
     resp = RedirectResponse(target, status_code=303)
     session.start_session(resp, request, settings, username.strip())
+    return resp
+
+
+@router.post("/login-token")
+def login_with_identity_provider(request: Request, access_token: str = Form(""),
+                                 csrf_token: str = Form(""), next: str = Form("/ig/")) -> Response:
+    """Sign-in through the configured external identity provider: an access token it
+    issued (a trusted issuer, docs/authorisation.md) for a user in an IG role
+    (R0001 Privacy Officer, R5105 Caldicott Guardian) opens a console session."""
+    from exchange.auth.authenticate import authenticate as authenticate_token
+    from exchange.interactions.audit_log import IG_ROLES
+
+    engine, settings, sink = _services(request)
+    if not session.pre_login_ok(request, settings, csrf_token):
+        return _render(request, "error.html", status=400, title="Expired form",
+                       heading="This form has expired", error="Please go back and sign in again.")
+    who, ok, why = None, False, "IG console sign-in (identity provider) refused"
+    try:
+        with read_tx(engine) as conn:
+            who = authenticate_token(conn, settings, f"Bearer {access_token.strip()}")
+        external = who.issuer not in (None, settings.base_url)
+        ok = external and who.kind == "user" and who.role in IG_ROLES and bool(who.practitioner_id)
+    except FhirError:
+        ok = False
+    if sink is not None:
+        try:
+            sink.record_token_request(200 if ok else 401, who.client_id if who else "ig-console",
+                                      "IG console sign-in (identity provider)" if ok else why,
+                                      subtype="ig-console-login",
+                                      practitioner_id=who.practitioner_id if who else None,
+                                      practitioner_name=who.practitioner_name if who else None,
+                                      role=who.role if who else None,
+                                      organization=who.organization if who else None,
+                                      remote_addr=request.client.host if request.client else None)
+        except Unavailable:
+            return _render(request, "error.html", status=503, title="Unavailable",
+                           heading="Sign-in is unavailable", error="The access log cannot be written.")
+    if not ok or who is None:
+        return _render(request, "login.html", status=401, title="Sign in", next=next, username="",
+                       csrf=csrf_token, error="The identity provider's token was not accepted for the "
+                                              "IG console (it must be current and name an IG role).")
+    target = next if next.startswith("/ig") and not next.startswith("//") else "/ig/"
+    resp = RedirectResponse(target, status_code=303)
+    name = who.practitioner_name or who.practitioner_id or "unknown"
+    session.start_session(resp, request, settings, f"idp:{who.practitioner_id}:{name}"[:128], external=True)
     return resp
 
 

@@ -30,6 +30,7 @@ SESSION_SECONDS = 8 * 3600
 class Session:
     username: str
     csrf: str
+    external: bool = False  # signed in through the external identity provider (no local account)
 
 
 def _serializer(settings: Settings, purpose: str) -> URLSafeTimedSerializer:
@@ -46,7 +47,7 @@ def current_session(request: Request, settings: Settings) -> Session | None:
         return None
     if not isinstance(data, dict) or not data.get("u") or not data.get("c"):
         return None
-    return Session(str(data["u"]), str(data["c"]))
+    return Session(str(data["u"]), str(data["c"]), bool(data.get("x")))
 
 
 def _set(response: Response, request: Request, name: str, value: str, max_age: int) -> None:
@@ -54,8 +55,12 @@ def _set(response: Response, request: Request, name: str, value: str, max_age: i
                         secure=request.url.scheme == "https", path="/ig")
 
 
-def start_session(response: Response, request: Request, settings: Settings, username: str) -> None:
-    token = _serializer(settings, "session").dumps({"u": username, "c": secrets.token_urlsafe(24)})
+def start_session(response: Response, request: Request, settings: Settings, username: str,
+                  *, external: bool = False) -> None:
+    data = {"u": username, "c": secrets.token_urlsafe(24)}
+    if external:
+        data["x"] = 1
+    token = _serializer(settings, "session").dumps(data)
     _set(response, request, SESSION_COOKIE, token, SESSION_SECONDS)
     response.delete_cookie(PRE_COOKIE, path="/ig")
 
