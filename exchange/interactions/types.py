@@ -41,6 +41,8 @@ class FhirRequest:
         for part in self.parts:
             check_text(part, "The request path")
         for name, value in self.params:
+            if not name:
+                raise FhirError("invalid", "A query parameter has an empty name", status=400)
             check_text(name, "A parameter name")
             check_text(value, f"Parameter {name[:60]!r}", expression=name[:60])
 
