@@ -15,7 +15,6 @@ is reported as a warning and the later row wins.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,8 +22,9 @@ from typing import Any
 import orjson
 
 from adapters.base import MappingContext, RecordError, SourceAdapter, SourceLocation, SourceRecord
+from adapters.csvkit.reader import read_csv
+from adapters.csvkit.records import locate_files, rows_with_repeats
 from adapters.social_care import map_people, map_person, map_services, terms
-from adapters.social_care.csvfeed import CsvRow, read_csv
 
 ENCODING = "cp1252"
 
@@ -90,42 +90,6 @@ FILES: dict[str, tuple[str, str, tuple[str, ...], Mapper]] = {
     ),
 }
 MAPPERS: dict[str, Mapper] = {kind: mapper for kind, _, _, mapper in FILES.values()}
-
-
-def locate_files(paths: Sequence[Path], names: Sequence[str]) -> dict[str, Path | None]:
-    """Find each expected file (case-insensitive name) among the given files/directories."""
-    found: dict[str, Path | None] = {n: None for n in names}
-    candidates: list[Path] = []
-    for p in map(Path, paths):
-        candidates.extend(sorted(p.iterdir()) if p.is_dir() else [p])
-    for c in candidates:
-        key = c.name.lower()
-        if key in found and found[key] is None:
-            found[key] = c
-    return found
-
-
-def rows_with_repeats(
-    rows: Iterator[CsvRow | RecordError], kind: str, key: str
-) -> Iterator[SourceRecord | RecordError]:
-    """Turn rows into records; mark exact repeats and conflicting repeats of an id."""
-    seen: dict[str, tuple[int, str]] = {}
-    for row in rows:
-        if isinstance(row, RecordError):
-            yield row
-            continue
-        rid = row.cells.get(key, "")
-        if not rid:
-            yield RecordError(row.location, f"{key} is empty: the row cannot be identified", key)
-            continue
-        digest = hashlib.sha256(repr(sorted(row.cells.items())).encode()).hexdigest()
-        data: dict[str, Any] = dict(row.cells)
-        if rid in seen:
-            first_line, first_digest = seen[rid]
-            data["_repeat_of"] = first_line
-            data["_repeat_same"] = first_digest == digest
-        seen[rid] = (row.line, digest)
-        yield SourceRecord(f"{kind}/{rid}", kind, data, row.location)
 
 
 class SocialCareAdapter(SourceAdapter):

@@ -21,8 +21,8 @@ from datetime import date
 from typing import Any
 
 from adapters.base import MappingContext, MappingError
+from adapters.csvkit.fields import SNOMED, yes_no
 from adapters.social_care import terms
-from adapters.social_care.fields import SNOMED, yes_no
 from adapters.social_care.map_services import patient_ref, period_of
 
 LPA_HEALTH_WELFARE = "816361000000101"

@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from adapters.base import MappingContext, MappingError
+from adapters.csvkit.fields import NHS_NUMBER_SYSTEM, nhs_number, uk_date
 from adapters.social_care import terms
-from adapters.social_care.fields import NHS_NUMBER_SYSTEM, nhs_number, uk_date
 
 GENDER = {"M": "male", "F": "female", "U": "unknown", "I": "other"}
 ETHNIC_CATEGORY_URL = "https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-EthnicCategory"

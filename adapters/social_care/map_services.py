@@ -17,8 +17,8 @@ from __future__ import annotations
 from typing import Any
 
 from adapters.base import MappingContext, MappingError
+from adapters.csvkit.fields import UCUM, decimal_value, fhir_number, uk_date
 from adapters.social_care import terms
-from adapters.social_care.fields import UCUM, decimal_value, fhir_number, uk_date
 
 # CLD (Client Level Data) service type codes as the export gives them.
 CLD_SERVICE_TYPES = {
