@@ -62,6 +62,7 @@ from adapters.writer import (
     write_changes,
     write_provenance,
 )
+from consent.facts import patient_id_of
 from exchange.outcome import FhirError
 from exchange.repository.store import now_utc
 from exchange.settings import Settings
@@ -236,7 +237,7 @@ class Run:
                 conn, svc, self.ctx, targets={"CREATE": result.created, "UPDATE": result.updated,
                                               "DELETE": result.deleted + result.retracted},
                 source_system=ss, adapter_name=self.adapter.name, adapter_version=str(self.adapter.version),
-                feed=report.feed)
+                feed=report.feed, owners={f"{r['resourceType']}/{r['id']}": patient_id_of(r) for r in puts})
         for r in resolutions:  # a person now resolved elsewhere (e.g. an NHS number arrived)
             if r.previous and r.previous != r.patient_id and r.previous not in touched_ids:
                 merge_patients(conn, self.ctx, r.patient_id, r.previous, ss, svc=svc, adapter_name=self.adapter.name,

@@ -137,13 +137,23 @@ def write_changes(conn: Connection, svc: Services, ctx: RequestContext,
 
 def write_provenance(conn: Connection, svc: Services, ctx: RequestContext, *, targets: dict[str, list[str]],
                      source_system: str, adapter_name: str, adapter_version: str, feed: str,
-                     note: str | None = None) -> int:
-    """One Provenance per activity (CREATE / UPDATE / DELETE) that has targets."""
+                     note: str | None = None, owners: dict[str, str | None] | None = None) -> int:
+    """One Provenance per activity (CREATE / UPDATE / DELETE) and per patient concerned.
+
+    ``owners`` maps ``Type/id`` to the patient the resource is about. Grouping by patient
+    keeps one person's provenance apart from another's: the consent layer shows a
+    Provenance only when every target is visible, so a batch-wide Provenance would be
+    hidden from a clinician who may see just one of the people in the batch.
+    """
     recorded = fhir_instant(now_utc())
     entries = []
     for activity in ("CREATE", "UPDATE", "DELETE"):
-        if targets.get(activity):
-            prov = build_provenance(targets=targets[activity], activity=activity, source_system=source_system,
+        groups: dict[str | None, list[str]] = {}
+        for target in targets.get(activity) or []:
+            key = "/".join(target.split("/")[:2])
+            groups.setdefault((owners or {}).get(key), []).append(target)
+        for group in groups.values():
+            prov = build_provenance(targets=group, activity=activity, source_system=source_system,
                                     adapter_name=adapter_name, adapter_version=adapter_version, feed=feed,
                                     recorded=recorded, note=note)
             entries.append(prov)
