@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 from schemathesis.generation.modes import GenerationMode
 
 SHORT_EXAMPLES = int(os.environ.get("EXCHANGE_FUZZ_EXAMPLES", "60"))
-LONG_EXAMPLES = int(os.environ.get("EXCHANGE_FUZZ_LONG_EXAMPLES", "4000"))
+LONG_EXAMPLES = int(os.environ.get("EXCHANGE_FUZZ_LONG_EXAMPLES", "500"))
 #: the counts of the last runs, for docs/hardening-figures.md
 FIGURES: dict[str, int] = {}
 
