@@ -27,6 +27,8 @@ def table(results: dict[str, Any]) -> str:
         f"{meta['runs']} runs x {meta['seconds']} s, wrk -c {meta['connections']}, machine: {meta['machine']}.",
         f"Command: `{meta['command']}`",
         "",
+        "Throughput (req/s) with the stated connections; latency percentiles with one connection.",
+        "",
         "| scenario | server | req/s | p50 ms | p90 ms | p99 ms | errors | ratio to baseline |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]

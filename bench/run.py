@@ -147,17 +147,26 @@ class Server:
 
 
 def measure(name: str, server: Server, paths: list[str], token: str, opts: Options) -> ScenarioResult:
+    """Throughput with ``opts.connections`` concurrent connections, and latency with one
+    connection (so that the median is the service time, not queueing), each the median of
+    ``opts.runs`` runs after a warm-up."""
     run_wrk(server.base, paths, token=token, seconds=1, connections=opts.connections)  # warm-up
-    runs: list[LoadResult] = [
+    loaded: list[LoadResult] = [
         run_wrk(server.base, paths, token=token, seconds=opts.seconds, connections=opts.connections)
         for _ in range(opts.runs)
     ]
-    med = lambda xs: statistics.median(xs)  # noqa: E731
+    single: list[LoadResult] = [
+        run_wrk(server.base, paths, token=token, seconds=max(1.0, opts.seconds / 2), connections=1)
+        for _ in range(opts.runs)
+    ]
+    med = statistics.median
     return ScenarioResult(
-        name=name, server=server.label, rps=round(med([r.rps for r in runs]), 1),
-        p50_ms=round(med([r.p50_ms for r in runs]), 2), p90_ms=round(med([r.p90_ms for r in runs]), 2),
-        p99_ms=round(med([r.p99_ms for r in runs]), 2), errors=sum(r.errors + r.non2xx for r in runs),
-        runs=[asdict(r) for r in runs],
+        name=name, server=server.label, rps=round(med([r.rps for r in loaded]), 1),
+        p50_ms=round(med([r.p50_ms for r in single]), 2), p90_ms=round(med([r.p90_ms for r in single]), 2),
+        p99_ms=round(med([r.p99_ms for r in single]), 2),
+        errors=sum(r.errors + r.non2xx for r in loaded + single),
+        runs=[{"connections": opts.connections, **asdict(r)} for r in loaded]
+        + [{"connections": 1, **asdict(r)} for r in single],
     )
 
 
