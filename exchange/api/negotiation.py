@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl
 
-from exchange.interactions.types import check_text
+from exchange.interactions.types import check_param_name, check_text
 from exchange.outcome import FhirError
 
 JSON_TYPES = {"application/fhir+json", "application/json", "application/json+fhir", "json", "text/json"}
@@ -67,7 +67,5 @@ def check_search_form(body: bytes) -> None:
     except UnicodeDecodeError:
         raise FhirError("structure", "The search form body is not valid UTF-8", status=400) from None
     for name, value in parse_qsl(text, keep_blank_values=True):
-        if not name:
-            raise FhirError("invalid", "A search form parameter has an empty name", status=400)
-        check_text(name, "A parameter name")
+        check_param_name(name)
         check_text(value, f"Parameter {name[:60]!r}", expression=name[:60])

@@ -20,6 +20,13 @@ FHIR_JSON = "application/fhir+json; charset=utf-8"
 CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
+def check_param_name(name: str) -> str:
+    """A parameter name is non-empty and printable, without spaces (search.html#ptypes)."""
+    if not name or not name.isprintable() or any(c.isspace() for c in name):
+        raise FhirError("invalid", f"Invalid query parameter name {name[:60]!r}", status=400)
+    return name
+
+
 def check_text(value: str, where: str, expression: str | None = None) -> str:
     """Refuse a URL segment, parameter name or value carrying control characters (400)."""
     if CONTROL_CHARS.search(value):
@@ -41,9 +48,7 @@ class FhirRequest:
         for part in self.parts:
             check_text(part, "The request path")
         for name, value in self.params:
-            if not name:
-                raise FhirError("invalid", "A query parameter has an empty name", status=400)
-            check_text(name, "A parameter name")
+            check_param_name(name)
             check_text(value, f"Parameter {name[:60]!r}", expression=name[:60])
 
     def header(self, name: str) -> str | None:
