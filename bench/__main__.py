@@ -37,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--connections", type=int, default=8)
     p.add_argument("--scenario", action="append", default=[], help="limit to these scenarios")
+    p.add_argument("--loader", choices=("api", "bulk"), default=None,
+                   help="population loader (default: api up to 2,000 patients, bulk above)")
     p.add_argument("--ingest-patients", type=int, default=300, help="size of the synthetic feed for the ingest scenario (0 = skip)")
     args = p.parse_args(argv)
     if not have_wrk():
@@ -53,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
 
     upgrade(url)
     print(f"population: {opts.patients} patients on {opts.database}", flush=True)
-    load = R.load_population(settings, opts.patients)
+    loader = args.loader or ("api" if opts.patients <= 2000 else "bulk")
+    load = R.load_population(settings, opts.patients, loader)
     paths = R.scenario_paths(opts.patients)
     results: dict = {"meta": {"stamp": stamp, "database": opts.database, "patients": opts.patients,
                               "runs": opts.runs, "seconds": opts.seconds, "connections": opts.connections,

@@ -76,8 +76,13 @@ def database_url(opts: Options) -> str:
     return normalise_url(opts.postgres_url).rsplit("/", 1)[0] + "/" + name
 
 
-def load_population(settings: Settings, n: int) -> dict[str, Any]:
-    """Load (or top up) the population through the real write path; returns load figures."""
+def load_population(settings: Settings, n: int, loader: str = "api") -> dict[str, Any]:
+    """Load the population; returns load figures.
+
+    ``api`` goes through the REST write path (``process_bundle``: validation, labels,
+    search index, consent facts, versions). ``bulk`` goes through the adapters' batch
+    writer (``adapters.bulk.put_many``: the same versions, search index and consent facts,
+    set-based; the synthetic data is valid by construction) for large populations."""
     from exchange.app import build_services
     from exchange.db.engine import read_tx
     from exchange.interactions.bundle import process_bundle
@@ -94,16 +99,33 @@ def load_population(settings: Settings, n: int) -> dict[str, Any]:
     resources = 0
     cpu0, t0 = time.process_time(), time.perf_counter()
     chunk = min(500, settings.max_bundle_entries)
+    pending: list[dict[str, Any]] = []
+
+    def flush() -> None:
+        from adapters.bulk import put_many
+        from exchange.db.engine import write_tx
+
+        with write_tx(svc.engine) as conn:
+            put_many(conn, pending)
+        pending.clear()
+
     for i, bundle in pop.population(n):
         entries = bundle["entry"]
-        for k in range(0, len(entries), chunk):  # complex patients span several transactions
-            process_bundle(svc, RequestContext(requester=requester), {**bundle, "entry": entries[k : k + chunk]})
+        if loader == "bulk":
+            pending.extend(e["resource"] for e in entries)
+            if len(pending) >= 2000:
+                flush()
+        else:
+            for k in range(0, len(entries), chunk):  # complex patients span several transactions
+                process_bundle(svc, RequestContext(requester=requester), {**bundle, "entry": entries[k : k + chunk]})
         resources += len(entries)
         if i % 200 == 0:
             print(f"  loaded {i}/{n} patients ({resources} resources)", flush=True)
+    if pending:
+        flush()
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     svc.engine.dispose()
-    return {"loaded": resources, "seconds": round(wall, 1), "resources_per_s": round(resources / wall, 1),
+    return {"loaded": resources, "loader": loader, "seconds": round(wall, 1), "resources_per_s": round(resources / wall, 1),
             "resources_per_cpu_s": round(resources / cpu, 1)}
 
 
