@@ -18,11 +18,10 @@ from sqlalchemy import Connection, select
 from exchange.db.tables import resource_version as rv
 from exchange.interactions.types import FhirRequest, FhirResponse
 from exchange.outcome import FhirError, Invalid
-from exchange.pipeline import cursor
 from exchange.pipeline.context import RequestContext
 from exchange.pipeline.disclosure import release
 from exchange.repository.store import _row_to_stored, fhir_instant
-from exchange.secrets import server_secret
+from exchange.search import cursor as paging
 from exchange.services import Services
 
 ALLOWED = {"_count", "_since", "_cursor", "_format", "_pretty"}
@@ -50,10 +49,12 @@ def history(svc: Services, ctx: RequestContext, req: FhirRequest, conn: Connecti
     count = _count(svc, req.param("_count"))
     since = _parse_instant(req.param("_since")) if req.param("_since") else None
     before: int | None = None
-    key = ctx.requester.key
     if req.param("_cursor"):
-        payload = cursor.verify(req.param("_cursor") or "", server_secret(svc.settings), key)
-        before = int(payload.get("before", 0))
+        payload = paging.decode(svc.settings, ctx, req.param("_cursor") or "")
+        try:
+            before = int(payload.get("before", 0))
+        except (TypeError, ValueError):
+            raise Invalid("Invalid paging cursor", expression="_cursor") from None
     q = select(rv)
     if rtype:
         q = q.where(rv.c.res_type == rtype)
@@ -92,7 +93,7 @@ def history(svc: Services, ctx: RequestContext, req: FhirRequest, conn: Connecti
     params = [(k, v) for k, v in req.params if k not in ("_cursor",)]
     links = [{"relation": "self", "url": _url(base, path, req.params)}]
     if more and rows:
-        token = cursor.sign({"before": rows[-1].seq}, server_secret(svc.settings), key)
+        token = paging.encode(svc.settings, ctx, {"before": rows[-1].seq})
         links.append({"relation": "next", "url": _url(base, path, [*params, ("_cursor", token)])})
     body = (
         b'{"resourceType":"Bundle","type":"history","link":' + orjson.dumps(links)

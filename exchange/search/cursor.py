@@ -13,33 +13,21 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import secrets
-from pathlib import Path
 from typing import Any
 
 import orjson
 
 from exchange.outcome import Forbidden, Invalid
 from exchange.pipeline.context import RequestContext
+from exchange.secrets import server_secret
 from exchange.settings import Settings
 
 _MAC_BYTES = 20
 
 
 def secret_of(settings: Settings) -> bytes:
-    """``settings.secret_key``, or a key kept under ``var_dir`` (created on first use)."""
-    if settings.secret_key:
-        return settings.secret_key.encode()
-    path = Path(settings.var_dir) / "paging.key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{secrets.token_hex(4)}.tmp")
-        tmp.write_text(secrets.token_hex(32))
-        try:
-            tmp.rename(path) if not path.exists() else tmp.unlink()
-        except OSError:
-            tmp.unlink(missing_ok=True)
-    return path.read_text().strip().encode()
+    """The server secret (exchange.secrets: ``settings.secret_key`` or ``var/secret.key``)."""
+    return server_secret(settings)
 
 
 def _requester_hash(ctx: RequestContext) -> str:
