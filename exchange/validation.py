@@ -35,6 +35,9 @@ SERVED_TYPES: tuple[str, ...] = (
     "List",
 )
 SERVED = frozenset(SERVED_TYPES)
+#: deepest JSON nesting accepted (objects and arrays); real resources stay far below,
+#: and the model validation recurses once per level (a RecursionError at a few hundred)
+MAX_DEPTH = 100
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 REFERENCE = re.compile(
     r"#[A-Za-z0-9\-.]*|urn:uuid:[0-9a-fA-F\-]{36}|urn:oid:[0-2](\.[0-9]+)+"
@@ -71,9 +74,11 @@ def _json_problems(resource: dict[str, Any], rtype: str, strict: bool) -> list[I
     """Control characters anywhere in the JSON, and when ``strict`` nulls and empty values
     (iterative: any depth)."""
     issues: list[Issue] = []
-    stack: list[tuple[Any, str, bool]] = [(resource, rtype, False)]
+    stack: list[tuple[Any, str, bool, int]] = [(resource, rtype, False, 1)]
     while stack and len(issues) < 20:
-        node, path, in_array = stack.pop()
+        node, path, in_array, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return [Issue("too-long", f"The JSON is nested deeper than {MAX_DEPTH} levels", "error", [path[:200]])]
         if node is None and not in_array and strict:
             issues.append(Issue("structure", "null is not allowed here", "error", [path]))
         elif isinstance(node, str):
@@ -88,11 +93,11 @@ def _json_problems(resource: dict[str, Any], rtype: str, strict: bool) -> list[I
                 if CONTROL.search(k):
                     issues.append(Issue("structure", "Control characters in an element name", "error", [path]))
                 else:
-                    stack.append((v, f"{path}.{k}", False))
+                    stack.append((v, f"{path}.{k}", False, depth + 1))
         elif isinstance(node, list):
             if strict and not node:
                 issues.append(Issue("structure", "Empty arrays are not allowed", "error", [path]))
-            stack.extend((v, f"{path}[{i}]", True) for i, v in enumerate(node))
+            stack.extend((v, f"{path}[{i}]", True, depth + 1) for i, v in enumerate(node))
     return issues
 
 
@@ -173,6 +178,8 @@ def validate_resource(resource: Any, expected_type: str | None = None, *, strict
         raise FhirError(issues[0].code, issues[0].diagnostics, status=400, issues=issues) from None
     except (ValueError, TypeError) as exc:
         raise FhirError("invalid", f"Invalid {rtype}: {exc}", expression=rtype) from None
+    except RecursionError:
+        raise FhirError("too-long", f"The {rtype} is nested too deeply to validate", expression=rtype) from None
     problems = _type_problems(resource, instance, rtype) if strict else []
     if problems:
         _raise(problems)

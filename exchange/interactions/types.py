@@ -20,6 +20,28 @@ FHIR_JSON = "application/fhir+json; charset=utf-8"
 CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
+#: deepest JSON nesting of a request body: a Bundle's resources sit 4 levels down and
+#: each may nest 100 (exchange.validation.MAX_DEPTH); orjson serialises at most 254
+MAX_BODY_DEPTH = 128
+
+
+def json_depth_exceeds(data: Any, limit: int) -> bool:
+    """Whether ``data`` nests objects/arrays deeper than ``limit`` (iterative)."""
+    stack = [(data, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+    return False
+
+
 def check_param_name(name: str) -> str:
     """A parameter name is non-empty and printable, without spaces (search.html#ptypes)."""
     if not name or not name.isprintable() or any(c.isspace() for c in name):
@@ -59,9 +81,12 @@ class FhirRequest:
             if not self.body:
                 raise FhirError("required", "A request body is required", status=400)
             try:
-                self._json = orjson.loads(self.body)
+                parsed = orjson.loads(self.body)
             except orjson.JSONDecodeError as exc:
                 raise FhirError("structure", f"The body is not valid JSON: {exc}", status=400) from None
+            if json_depth_exceeds(parsed, MAX_BODY_DEPTH):
+                raise FhirError("too-long", f"The body is nested deeper than {MAX_BODY_DEPTH} levels", status=400)
+            self._json = parsed
         return self._json
 
     def param(self, name: str) -> str | None:

@@ -30,6 +30,12 @@ def _nested(kind: str, depth: int) -> bytes:
     if kind == "nested-extension":
         ext = b'{"url":"http://e.org/x","extension":[' * depth + b'{"url":"http://e.org/y","valueBoolean":true}'
         return b'{"resourceType":"Patient","extension":[' + ext + b"]}" * depth + b"]}"
+    if kind == "nested-contained":
+        return b'{"resourceType":"Patient","contained":[' * depth + b'{"resourceType":"Patient","id":"x"}' + b"]}" * depth
+    if kind == "nested-transaction":
+        ext = b'{"url":"http://e.org/x","extension":[' * depth + b'{"url":"http://e.org/y","valueBoolean":true}'
+        return (b'{"resourceType":"Bundle","type":"transaction","entry":[{"request":{"method":"POST","url":"Patient"},'
+                b'"resource":{"resourceType":"Patient","extension":[' + ext + b"]}" * depth + b"]}}]}")
     if kind == "nested-bundle":
         return (b'{"resourceType":"Bundle","type":"transaction","entry":[{"request":{"method":"POST","url":"Patient"},'
                 b'"resource":{"resourceType":"Patient","x":' + b"[" * depth + b"]" * depth + b"}}]}")
