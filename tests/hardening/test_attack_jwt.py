@@ -66,6 +66,9 @@ ROUTES: list[tuple[str, str, bytes | None, dict[str, str]]] = [
     ("PATCH", "/fhir/Patient/ja1", b'[{"op":"add","path":"/active","value":false}]', {"content-type": "application/json-patch+json"}),
     ("DELETE", "/fhir/Patient/ja1", None, {}),
     ("DELETE", "/fhir/Observation?patient=ja1", None, {}),
+    ("POST", "/cds-services/care-preferences-patient-view",
+     b'{"hook":"patient-view","hookInstance":"h1","context":{"userId":"Practitioner/1","patientId":"ja1"}}',
+     {"content-type": "application/json"}),
 ]
 
 
@@ -210,11 +213,14 @@ def test_scope_escalation_write_with_read_token(target: TestClient, token_for, f
     headers = token_for(kind="system", scope="system/*.rs", practitioner=None, role=None, purpose=None,
                         client_id="attack-readonly")
     before = fingerprint()
-    for method, path, body, extra in ROUTES[11:]:
+    for method, path, body, extra in ROUTES[11:17]:
         r = target.request(method, path, content=body, headers={**extra, **headers})
         assert r.status_code == 403, f"{method} {path}: {r.status_code} {r.text[:200]}"
         assert r.json()["resourceType"] == "OperationOutcome"
     assert fingerprint() == before
+    # the access log is for information governance and system clients only
+    clinician = token_for(organization="A81001", scope="user/*.rs", client_id="attack-clinician")
+    assert target.get("/fhir/AuditEvent", headers=clinician).status_code == 403
     # a type-restricted token cannot read another type, even inside a batch
     obs_only = token_for(kind="system", scope="system/Observation.rs", practitioner=None, role=None, purpose=None,
                          client_id="attack-obsonly")
@@ -317,3 +323,12 @@ def test_patient_token_may_write_its_own_record(two_patients: TestClient, token_
     current["status"] = "amended"
     r = two_patients.put("/fhir/Observation/jb1-obs", headers=headers, content=orjson.dumps(current))
     assert r.status_code == 200, r.text
+
+
+def test_patient_token_cannot_use_cds_hooks_for_another_patient(two_patients: TestClient, token_for) -> None:  # noqa: ANN001
+    headers = token_for(kind="patient", patient="jb1", scope="patient/*.rs", role=None, organization=None,
+                        practitioner=None, purpose=None, client_id="attack-patient-app")
+    hook = {"hook": "patient-view", "hookInstance": "h2", "context": {"userId": "Patient/jb1", "patientId": "jb2"}}
+    r = two_patients.post("/cds-services/care-preferences-patient-view", headers=headers, json=hook)
+    assert r.status_code in (403, 404), r.text
+    assert b"Otherside" not in r.content

@@ -110,10 +110,14 @@ def fuzz(client: Any, headers: dict[str, str], *, examples: int, mode: Generatio
     return found
 
 
-@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=["positive", "negative"])
-def test_fuzz_short_no_server_errors(full_client, system_headers: dict[str, str],  # noqa: ANN001
-                                     mode: GenerationMode) -> None:
-    problems = fuzz(full_client, system_headers, examples=SHORT_EXAMPLES, mode=mode, seed_label=f"short-{mode}")
+@pytest.mark.parametrize(("mode", "who"), [(GenerationMode.POSITIVE, "system"), (GenerationMode.NEGATIVE, "clinician")],
+                         ids=["positive-system", "negative-clinician"])
+def test_fuzz_short_no_server_errors(full_client, system_headers: dict[str, str], token_for,  # noqa: ANN001
+                                     mode: GenerationMode, who: str) -> None:
+    """A system token reaches every route; a clinician's token also runs the consent gate."""
+    headers = system_headers if who == "system" else token_for(organization="A81001", scope="user/*.cruds",
+                                                                client_id="fuzz-clinician")
+    problems = fuzz(full_client, headers, examples=SHORT_EXAMPLES, mode=mode, seed_label=f"short-{mode}-{who}")
     assert not problems, "\n".join(problems[:20])
 
 
