@@ -186,6 +186,9 @@ def conditional_update(svc: Services, ctx: RequestContext, req: FhirRequest, con
         if resource.get("id") not in (None, existing.id):
             raise Invalid("The body's id does not match the resource found by the condition", expression=f"{rtype}.id")
         return _update_known_id(svc, ctx, req, conn, rtype, existing.id, resource)
+    if resource.get("id") and ctx.requester.kind not in ("system", "anonymous"):
+        # as for update-as-create; and a 409 for a taken id would reveal a hidden resource
+        raise Forbidden("Creating a resource by update (client-assigned id) is reserved to system clients", code="forbidden")
     res_id = check_id(resource["id"]) if resource.get("id") else new_id()
     if store.lock_current(conn, rtype, res_id) is not None:
         raise FhirError("conflict", f"{rtype}/{res_id} exists but does not match the condition", status=409)

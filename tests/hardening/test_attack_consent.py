@@ -205,6 +205,11 @@ def test_conditional_create_and_update_answer_like_the_twin(twins: dict[str, Any
         body = {**new, "identifier": [{"system": IDS, "value": f"cu-{cond[-6:]}"}]}
         a, b = _both(twins, "PUT", f"/fhir/Observation?{cond}", body)
         assert a == b, (a, b)
+    # a conditional update that matches nothing but names the hidden id in its body
+    for hid in HIDDEN:
+        body = {**_obs(hid, "pr1"), "identifier": [{"system": IDS, "value": f"nomatch-{hid}"}]}
+        a, b = _both(twins, "PUT", f"/fhir/Observation?identifier={IDS}|nomatch-{hid}", body)
+        assert a == b, (a, b)
     # the hidden resources were not touched by any of this
     _assert_hidden_untouched(twins)
 
