@@ -16,12 +16,14 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import pytest
 from sqlalchemy import select
 
 from exchange.db.engine import read_tx
 from exchange.db.tables import resource_version as rv
 from tests.hardening.faults.checks import store_problems
 
+pytestmark = pytest.mark.slow
 THREADS = 12
 FHIR_JSON = {"content-type": "application/fhir+json", "accept": "application/fhir+json"}
 

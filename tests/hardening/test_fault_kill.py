@@ -90,6 +90,7 @@ def test_sigkill_during_transaction_bundles(prepared, store) -> None:  # noqa: A
     thread.join(timeout=60)
     in_flight = [p for p in sent if p not in answered]
     assert len(in_flight) == 1  # the kill landed while a Bundle was being processed
+    print(f"kill/bundles: {sum(s == 200 for s in answered.values())} acknowledged, 1 in flight")
 
     server = ServerProcess(url, var).start()  # restart on the same database
     try:
@@ -142,6 +143,7 @@ def test_sigkill_during_audited_reads(prepared, store) -> None:  # noqa: ANN001
         t.join(timeout=60)
     assert received and all(status == 200 for _, status in received)
     assert not todo.empty()  # the burst was cut short by the kill
+    print(f"kill/reads: {len(received)} responses received before the kill")
 
     ServerProcess(url, var).start().stop()  # a restart after the crash
     ok, summary = audit_verifies(store, url, var)
@@ -206,6 +208,7 @@ def test_sigkill_during_ingest_then_rerun_converges(prepared, store, clean_inges
     assert proc.returncode == -9, "the ingest finished before it could be killed"
     partial = {k: v for k, v in _state(store).items() if k[1] in {i for _, i in expected}}
     assert 0 < len(partial) < len(expected)  # some batches committed, not all
+    print(f"kill/ingest: {len(partial)} of {len(expected)} resources in when killed")
     assert store_problems(store) == []
     assert all(expected[k] == v for k, v in partial.items() if k in expected)
 

@@ -142,7 +142,8 @@ def test_database_outage_fails_fast_with_503_and_recovers(served, cluster: Priva
             t.join(timeout=120)
     assert server.proc is not None and server.proc.poll() is None, "the server process died"
     print(f"outage: {len(load.responses)} responses, {load.count(503)} x 503, "
-          f"{len(load.bundles)} bundles ({sum(s == 200 for s in load.bundles.values())} committed)")
+          f"{len(load.bundles)} bundles ({sum(s == 200 for s in load.bundles.values())} committed), slowest 503 "
+          f"{max((r.elapsed.total_seconds() for r in load.responses if r.status_code == 503), default=0):.2f} s")
     assert not load.client_errors, load.client_errors[:5]  # every request was answered
     statuses = {r.status_code for r in load.responses}
     assert statuses <= {200, 201, 503}, statuses
