@@ -13,12 +13,14 @@ from pathlib import Path
 
 import orjson
 from fastapi import FastAPI
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
 from exchange import __version__
 from exchange.api.fhir_endpoint import fhir_endpoint
 from exchange.db.engine import make_engine
+from exchange.outcome import Issue, operation_outcome
 from exchange.pipeline.disclosure import PermitAll
 from exchange.services import Services
 from exchange.settings import Settings
@@ -83,12 +85,23 @@ def create_app(settings: Settings | None = None, *, engine=None, services: Servi
     app.add_route("/fhir", fhir_endpoint, methods=FHIR_METHODS)
     app.add_route("/fhir/{path:path}", fhir_endpoint, methods=FHIR_METHODS)
 
+    app.add_exception_handler(StarletteHTTPException, _http_error_as_outcome)
+
     @app.on_event("shutdown")
     def _close() -> None:
         if svc.audit is not None and hasattr(svc.audit, "close"):
             svc.audit.close()
 
     return app
+
+
+async def _http_error_as_outcome(request: Request, exc: StarletteHTTPException) -> Response:
+    """Errors raised by the framework itself (no route matched, method not allowed, e.g. a
+    path holding a newline) answer with an OperationOutcome like every other error."""
+    code = {404: "not-found", 405: "not-supported"}.get(exc.status_code, "invalid" if exc.status_code < 500 else "exception")
+    body = operation_outcome([Issue(code, str(exc.detail) if exc.detail else "Request not handled")])
+    return Response(orjson.dumps(body), status_code=exc.status_code, media_type="application/fhir+json",
+                    headers=getattr(exc, "headers", None))
 
 
 def _token_auditor(svc: Services):  # noqa: ANN202

@@ -19,6 +19,13 @@ COLUMN_NAMES = (
 )
 
 
+MAX_ID = 64  # FHIR id length (datatypes.html#id)
+#: widths of the string query columns (exchange/audit/tables.py): a longer claim or value
+#: is cut in the column so the event is still recorded (no access without a record)
+COLUMN_LIMITS = {"subtype": 64, "agent": 128, "agent_name": 256, "client_id": 128, "organization": 64,
+                 "role": 64, "purpose": 16, "resource_type": 64, "type_code": 32}
+
+
 def parse_instant(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
@@ -67,7 +74,8 @@ def derive(event: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         etype = ent.get("type", {})
         role = ent.get("role", {}).get("code")
         if role == "1" and ref.startswith("Patient/"):
-            patients.append(ref[8:])
+            if len(ref) - 8 <= MAX_ID:  # longer is no valid FHIR id: it names no patient
+                patients.append(ref[8:])
             types.add("Patient")
         elif role == "4":
             cols["released"] += 1
@@ -87,4 +95,8 @@ def derive(event: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
                 cols["resource_type"] = parts[0]
     types.discard("")
     cols["entity_types"] = (" " + " ".join(sorted(types)) + " ") if types else ""
+    for name, limit in COLUMN_LIMITS.items():  # query columns only; the JSON keeps everything
+        value = cols.get(name)
+        if isinstance(value, str) and len(value) > limit:
+            cols[name] = value[:limit]
     return cols, sorted(set(patients))

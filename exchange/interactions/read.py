@@ -34,9 +34,10 @@ def _not_modified(req: FhirRequest, res: StoredResource) -> bool:
     return False
 
 
-def _serve(svc: Services, ctx: RequestContext, req: FhirRequest, conn: Connection, res: StoredResource) -> FhirResponse:
+def _serve(svc: Services, ctx: RequestContext, req: FhirRequest, conn: Connection, res: StoredResource,
+           not_found: str | None = None) -> FhirResponse:
     _check_granular(svc, ctx, conn, res)
-    shown = release_or_refuse(conn, ctx, res)
+    shown = release_or_refuse(conn, ctx, res, not_found)
     headers = resource_headers(shown, svc.base_url)
     headers.pop("Location", None)
     if _not_modified(req, shown):
@@ -71,11 +72,13 @@ def read(svc: Services, ctx: RequestContext, req: FhirRequest, conn: Connection)
 
 def vread(svc: Services, ctx: RequestContext, req: FhirRequest, conn: Connection) -> FhirResponse:
     rtype, rid, vid = req.parts[0], req.parts[1], req.parts[3]
-    if not vid.isdigit():
-        raise NotFound(f"Version {vid!r} of {rtype}/{rid} is not known")
+    absent = f"Version {vid[:20]} of {rtype}/{rid[:64]} is not known"
+    if not vid.isdigit() or len(vid) > 9:  # versionId is a positive integer within the column
+        raise NotFound(absent)
     res = store.read_version(conn, rtype, rid, int(vid))
     if res is None:
-        raise NotFound(f"Version {vid} of {rtype}/{rid} is not known")
+        raise NotFound(absent)
     if res.deleted:
         raise Gone(f"Version {vid} of {rtype}/{rid} is a deletion", headers={"ETag": res.etag})
-    return _serve(svc, ctx, req, conn, res)
+    # a withheld version answers exactly as an absent one would (no existence probing)
+    return _serve(svc, ctx, req, conn, res, not_found=absent)

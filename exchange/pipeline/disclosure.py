@@ -101,7 +101,8 @@ def release_one(conn: Connection, ctx: RequestContext, resource: StoredResource)
     return _apply(conn, ctx, gate_of(ctx), resource)[0]
 
 
-def release_or_refuse(conn: Connection, ctx: RequestContext, resource: StoredResource) -> StoredResource:
+def release_or_refuse(conn: Connection, ctx: RequestContext, resource: StoredResource,
+                      not_found: str | None = None) -> StoredResource:
     """Release one resource or raise: 403 when the gate discloses its refusal, else 404
     (a withheld resource is then indistinguishable from one that does not exist)."""
     from exchange.outcome import Forbidden, NotFound
@@ -111,7 +112,7 @@ def release_or_refuse(conn: Connection, ctx: RequestContext, resource: StoredRes
         return shown
     if decision.disclose_refusal:
         raise Forbidden(decision.reason or "Access to this record is not permitted")
-    raise NotFound(f"Resource {resource.resource_type}/{resource.id} is not known")
+    raise NotFound(not_found or f"Resource {resource.resource_type}/{resource.id} is not known")
 
 
 def _apply(

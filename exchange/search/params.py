@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from exchange.outcome import Invalid
+from exchange.outcome import FhirError, Invalid
 
 RESULT_PARAMS = {
     "_count", "_sort", "_total", "_summary", "_elements", "_include", "_revinclude",
@@ -103,6 +103,11 @@ def split_escaped(value: str, sep: str) -> list[str]:
     return parts
 
 
+#: the most values one parameter may OR together (search.html#combining); more is a
+#: denial-of-service shape (SQLite caps expression depth at 1000), answered 400 too-costly
+MAX_OR_VALUES = 500
+
+
 def _int(name: str, value: str) -> int:
     try:
         n = int(value)
@@ -145,7 +150,11 @@ def parse_request(params: list[tuple[str, str]]) -> SearchRequest:
             if value not in ("false", "container"):
                 raise Invalid(f"{base}={value} is not supported", code="not-supported", expression=base)
         else:
-            req.criteria.append(Criterion(name=name, values=split_values(value), raw_value=value))
+            values = split_values(value)
+            if len(values) > MAX_OR_VALUES:
+                raise FhirError("too-costly", f"{name[:64]} has {len(values)} comma-separated values; this server "
+                                f"accepts at most {MAX_OR_VALUES} per parameter", status=400, expression=name[:64])
+            req.criteria.append(Criterion(name=name, values=values, raw_value=value))
             continue
         if name not in ("_count",):
             req.used.append((name, value))

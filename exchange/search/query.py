@@ -249,7 +249,11 @@ def sort_expression(types: list[str], code: str, desc: bool) -> tuple[Any, str]:
     """(SQL expression, kind) of a sort key; kind tells the cursor how to encode values."""
     if code == "_id":
         return rc.c.res_id, "str"
-    sp = _same_param(types, code)
+    try:
+        sp = _same_param(types, code)
+    except _Unknown:
+        raise Invalid(f"Unknown or unsupported sort parameter {code[:64]!r} for {','.join(types) or 'system'}",
+                      code="not-supported", expression="_sort") from None
     if sp.type == "composite":
         raise Invalid(f"cannot sort on composite parameter {code}", code="not-supported", expression="_sort")
     table = TABLE_BY_TYPE[sp.type]
