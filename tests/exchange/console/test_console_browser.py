@@ -108,7 +108,7 @@ def test_ig_lead_finds_opens_and_exports_a_break_glass_event(served: str, tmp_pa
             snap(page, "sign-in")
             page.get_by_label("Username").fill("ig.lead")
             page.get_by_label("Password").fill(PASSWORD)
-            page.get_by_role("button", name="Sign in").click()
+            page.get_by_role("button", name="Sign in", exact=True).click()
             page.wait_for_url(f"{served}/ig/")
             assert page.get_by_role("heading", name="Overview").is_visible()
             assert page.locator("svg[role=img]").count() == 2
