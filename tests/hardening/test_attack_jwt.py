@@ -332,3 +332,41 @@ def test_patient_token_cannot_use_cds_hooks_for_another_patient(two_patients: Te
     r = two_patients.post("/cds-services/care-preferences-patient-view", headers=headers, json=hook)
     assert r.status_code in (403, 404), r.text
     assert b"Otherside" not in r.content
+
+
+AUTH_NUL = ("auth: a NUL in the client assertion's iss/sub (client id) or jti reaches PostgreSQL in the client "
+            "lookup / jti replay insert and raises psycopg.DataError: the unauthenticated token endpoint answers "
+            "500 instead of 401 invalid_client (SQLite accepts the NUL jti)")
+HOSTILE_ASSERTIONS = [
+    ("nul-client-id", {"iss": "{cid}\x00", "sub": "{cid}\x00"}, (401,), AUTH_NUL),
+    ("nul-jti", {"jti": "a\x00b"}, (401, 200), AUTH_NUL),
+    ("long-jti", {"jti": "j" * 5000}, (400, 401), None),
+    ("exp-not-a-number", {"exp": "soon"}, (400, 401), None),
+    ("sql-client-id", {"iss": "x' OR '1'='1", "sub": "x' OR '1'='1"}, (401,), None),
+]
+
+
+@pytest.mark.parametrize(("name", "claims", "statuses", "reason"), HOSTILE_ASSERTIONS,
+                         ids=[h[0] for h in HOSTILE_ASSERTIONS])
+def test_hostile_client_assertions_never_fail_the_token_endpoint(target: TestClient, full_engine: Engine,
+                                                                  full_settings: Settings, db_url: str,
+                                                                  request: pytest.FixtureRequest, name: str,
+                                                                  claims: dict[str, Any], statuses: tuple[int, ...],
+                                                                  reason: str | None) -> None:
+    if reason and db_url.startswith("postgres"):
+        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
+    from exchange.auth.testing import client_assertion
+
+    cid = f"attack-tk-{uuid.uuid4().hex[:6]}"
+    key = make_client_keypair()
+    with write_tx(full_engine) as conn:
+        register_client(conn, client_id=cid, jwks=key.public_jwks(), scopes="system/*.rs", organizations="A81001")
+    url = full_settings.base_url + "/auth/token"
+    overrides = {k: v.replace("{cid}", cid) if isinstance(v, str) else v for k, v in claims.items()}
+    form = {"grant_type": "client_credentials", "scope": "system/*.rs",
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "client_assertion": client_assertion(key, cid, url, **overrides)}
+    r = target.post("/fhir/auth/token", data=form)
+    assert r.status_code in statuses, f"{r.status_code} {r.text[:200]}"
+    if r.status_code != 200:
+        assert r.json()["error"] in ("invalid_client", "invalid_request", "invalid_grant")
