@@ -123,10 +123,24 @@ def load_population(settings: Settings, n: int, loader: str = "api") -> dict[str
             print(f"  loaded {i}/{n} patients ({resources} resources)", flush=True)
     if pending:
         flush()
+    analyze(svc.engine)
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     svc.engine.dispose()
     return {"loaded": resources, "loader": loader, "seconds": round(wall, 1), "resources_per_s": round(resources / wall, 1),
             "resources_per_cpu_s": round(resources / cpu, 1)}
+
+
+def analyze(engine) -> None:  # noqa: ANN001
+    """Refresh the planner's statistics after a bulk load (PostgreSQL's autovacuum would
+    do it later; until it does, plans chosen on empty-table estimates scan whole indexes)."""
+    from sqlalchemy import text
+
+    with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("ANALYZE"))
+        else:
+            conn.execute(text("ANALYZE"))
+            conn.commit()
 
 
 class Server:
