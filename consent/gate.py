@@ -37,7 +37,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Engine, exists, not_, select
+from sqlalchemy import ColumnElement, Connection, Engine, false, func, select
 
 from consent.care_preferences import load_codes
 from consent.decisions import CARE_PREF_NOTICE, WITHHELD_NOTICE, deny, permit
@@ -382,7 +382,11 @@ class ConsentGate:
         if hidden is None:
             return None
         f = consent_fact
-        return not_(exists(select(f.c.rid).where(f.c.rid == rid_column, hidden)))
+        # A correlated scalar subquery (one primary-key probe per candidate row), not NOT
+        # EXISTS: PostgreSQL flattens NOT EXISTS into an anti-join that hashes every hidden
+        # fact in the database (a sequential scan) even when the query has ten candidates.
+        hidden_here = select(hidden).where(f.c.rid == rid_column).scalar_subquery()
+        return func.coalesce(hidden_here, false()) == false()
 
 
 __all__ = ["CARE_PREF_NOTICE", "WITHHELD_NOTICE", "ConsentGate"]
