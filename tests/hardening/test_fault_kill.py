@@ -30,7 +30,7 @@ from exchange.db.tables import resource_current as rc
 from exchange.db.tables import resource_version as rv
 from tests.hardening.faults.checks import audit_verifies, audited_requests, store_problems
 from tests.hardening.faults.feed import write_community_feed
-from tests.hardening.faults.server import ROOT, ServerProcess, child_env, prepare_database
+from tests.hardening.faults.server import ROOT, ServerProcess, child_env, prepare_database, track
 
 pytestmark = pytest.mark.slow
 FHIR_JSON = {"content-type": "application/fhir+json", "accept": "application/fhir+json"}
@@ -167,9 +167,9 @@ def _state(engine) -> dict[tuple[str, str], dict[str, Any]]:  # noqa: ANN001
 
 
 def _ingest(url: str, var: Path, feed: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "exchange", "ingest", "community", str(feed)],
-                            cwd=str(ROOT), env=child_env(url, var), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    return track(subprocess.Popen([sys.executable, "-m", "exchange", "ingest", "community", str(feed)],
+                                  cwd=str(ROOT), env=child_env(url, var), stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL))
 
 
 def _resource_count(engine) -> int:  # noqa: ANN001

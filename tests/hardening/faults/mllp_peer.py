@@ -15,7 +15,7 @@ from adapters.hl7v2.tables import hl7v2_inbox
 from exchange.db.engine import read_tx
 from tests.hardening.faults.feed import nhs_number
 from tests.hardening.faults.net import free_port, wait_port
-from tests.hardening.faults.server import ROOT, child_env
+from tests.hardening.faults.server import ROOT, child_env, track
 
 START, END = b"\x0b", b"\x1c\r"
 
@@ -80,9 +80,9 @@ class Listener:
     def start(self) -> Listener:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
+            self.proc = track(subprocess.Popen(
                 [sys.executable, "-m", "exchange", "mllp", "--port", str(self.port), "--source-system", "REM"],
-                cwd=str(ROOT), env=self.env, stdout=log, stderr=subprocess.STDOUT)
+                cwd=str(ROOT), env=self.env, stdout=log, stderr=subprocess.STDOUT))
         if not wait_port(self.port):
             raise RuntimeError(f"MLLP listener did not start: {self.log_path.read_text()[-2000:]}")
         return self

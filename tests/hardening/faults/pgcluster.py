@@ -9,6 +9,7 @@ binaries run as the ``postgres`` OS user (``initdb`` refuses root).
 
 from __future__ import annotations
 
+import atexit
 import glob
 import os
 import pwd
@@ -64,6 +65,7 @@ class PrivateCluster:
                 "full_page_writes = off\nmax_connections = 60\nshared_buffers = 32MB\n")
         with open(self.data / "postgresql.conf", "a", encoding="utf-8") as fh:
             fh.write(conf)
+        atexit.register(self.destroy)  # never leave a cluster behind, even after a failure
 
     @property
     def url(self) -> str:
@@ -105,6 +107,8 @@ class PrivateCluster:
         return self.database_url(name)
 
     def destroy(self) -> None:
+        if not self.data.exists():
+            return
         try:
             if self.running():
                 self.stop("immediate")

@@ -9,6 +9,7 @@ registered on the shared metadata.
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import subprocess
@@ -21,6 +22,20 @@ import httpx
 from tests.hardening.faults.net import free_port
 
 ROOT = Path(__file__).resolve().parents[3]
+_children: list[subprocess.Popen[bytes]] = []
+
+
+@atexit.register
+def _reap() -> None:
+    """Kill any child a failed test left running (by its own pid, nothing else)."""
+    for proc in _children:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def track(proc: subprocess.Popen[bytes]) -> subprocess.Popen[bytes]:
+    _children.append(proc)
+    return proc
 
 
 def prepare_database(url: str) -> None:
@@ -70,10 +85,10 @@ class ServerProcess:
     def start(self) -> ServerProcess:
         self.var_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
-        self.proc = subprocess.Popen(
+        self.proc = track(subprocess.Popen(
             [sys.executable, "-m", "exchange", "serve", "--host", "127.0.0.1", "--port", str(self.port),
              "--log-level", "warning"],
-            cwd=str(ROOT), env=self.env, stdout=log, stderr=subprocess.STDOUT)
+            cwd=str(ROOT), env=self.env, stdout=log, stderr=subprocess.STDOUT))
         log.close()
         for _ in range(600):
             if self.proc.poll() is not None:
