@@ -76,10 +76,27 @@ def _order_info(msg: Message) -> tuple[str | None, str | None]:
     return safe_key("enc", pv1.get(19)), when
 
 
+def _reject_nul(engine: Engine, text: str, peer: str | None) -> str:
+    """A message holding NUL bytes is rejected (AR) and kept with each NUL written as the
+    HL7 hex escape ``\\X00\\`` (no database text column can hold NUL), so nothing
+    acknowledged is lost and the sender is told why instead of re-sending for ever."""
+    stored = text.replace("\x00", "\\X00\\")
+    digest = content_hash(stored)
+    parsed = record_from_text(stored, f"mllp:{peer or 'unknown'}")
+    control = "" if isinstance(parsed, RecordError) else (parsed.data.control_id or "")
+    control = control.replace("\x00", "\\X00\\")  # the parser unescapes: escape it again
+    reason = "the message contains NUL characters, which HL7 v2 does not allow"
+    ack = acks.build_ack("AR", control_id=control, reason=reason, error_code=acks.SEGMENT_SEQUENCE_ERROR)
+    return _store(engine, f"unparsed|{digest}", control or "?", "?", digest, stored, peer,
+                  "rejected", "AR", ack, reason, None, None)
+
+
 def receive(engine: Engine, text: str, *, source_system: str = "hl7v2",
             peer: str | None = None) -> str:
     """Store one message durably and return the ACK to send (AA, AE or AR)."""
     text = text.strip("\x0b\x1c\r\n\ufeff")
+    if "\x00" in text:
+        return _reject_nul(engine, text, peer)
     digest = content_hash(text)
     record = record_from_text(text, f"mllp:{peer or 'unknown'}")
     if isinstance(record, RecordError):

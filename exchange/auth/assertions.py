@@ -85,7 +85,7 @@ def _check_times(claims: dict[str, Any], now: int, error: str, what: str) -> int
 
 def consume_jti(conn: Connection, client_id: str, jti: Any, exp: int, now: int) -> bool:
     """Record ``jti`` as used; False when it was already used (a replay)."""
-    if not isinstance(jti, str) or not jti or len(jti) > 255:
+    if not isinstance(jti, str) or not jti or len(jti) > 255 or not jti.isprintable():
         return False
     conn.execute(delete(auth_used_jti).where(auth_used_jti.c.expires_at < now))
     dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
@@ -116,7 +116,8 @@ def verify_client_assertion(
     except JWSError as exc:
         raise TokenError("invalid_client", "malformed client assertion", status=401) from exc
     iss = unverified.get("iss")
-    if not isinstance(iss, str) or (client_id is not None and client_id != iss):
+    # a client id is printable text; NUL and other controls cannot name a registered client
+    if not isinstance(iss, str) or not iss.isprintable() or (client_id is not None and client_id != iss):
         raise TokenError("invalid_client", "client assertion iss does not name the client", status=401)
     client = get_client(conn, iss)
     if client is None or client.disabled:

@@ -20,6 +20,11 @@ FILTER_FIELDS = ("patient", "user", "organization", "purpose", "outcome", "inter
 PAGE_SIZE = 50
 
 
+def printable(text: str) -> str:
+    """Text without control characters (NUL cannot even be stored or compared in PostgreSQL)."""
+    return text if text.isprintable() else "".join(ch for ch in text if ch.isprintable())
+
+
 @dataclass
 class Filters:
     patient: str = ""
@@ -34,7 +39,7 @@ class Filters:
 
     @classmethod
     def from_query(cls, query: Any) -> Filters:
-        return cls(**{f: (query.get(f) or "").strip() for f in FILTER_FIELDS})
+        return cls(**{f: printable(query.get(f) or "").strip()[:256] for f in FILTER_FIELDS})
 
     def as_params(self) -> dict[str, str]:
         return {f: getattr(self, f) for f in FILTER_FIELDS if getattr(self, f)}

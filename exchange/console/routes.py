@@ -45,6 +45,7 @@ COLUMN_LABELS = {"recorded": "When (UTC)", "local_time": "Local time", "user_nam
                  "patients": "Patients", "released": "Shown", "withheld": "Withheld",
                  "reason": "Reason given", "event_id": "Event", "match": "Match",
                  "events": "Accesses", "first": "First", "last": "Last"}
+MAX_PAGE = 100_000  # a page number beyond any log (keeps OFFSET within the integer range)
 MAX_FAILURES = 5  # failed sign-ins per account within LOCKOUT (counted from the log itself)
 LOCKOUT = timedelta(minutes=15)
 SECURITY_HEADERS = {
@@ -136,6 +137,7 @@ def login(request: Request, username: str = Form(""), password: str = Form(""),
     if not session.pre_login_ok(request, settings, csrf_token):
         return _render(request, "error.html", status=400, title="Expired form",
                        heading="This form has expired", error="Please go back and sign in again.")
+    username = queries.printable(username)[:128]  # no account name holds control characters
     with read_tx(engine) as conn:
         if queries.recent_failed_logins(conn, f"ig:{username[:64]}", LOCKOUT) >= MAX_FAILURES:
             return _render(request, "login.html", status=429, title="Sign in", next=next,
@@ -290,6 +292,7 @@ def events(request: Request, page: int = 1) -> Response:
     sess = _signed_in(request)
     if sess is None:
         return _login_redirect(request)
+    page = min(max(page, 1), MAX_PAGE)
     filters, query = _event_query(request)
     try:
         with read_tx(_services(request)[0]) as conn:
@@ -341,8 +344,10 @@ def event_detail(request: Request, event_id: str) -> Response:
     sess = _signed_in(request)
     if sess is None:
         return _login_redirect(request)
-    with read_tx(_services(request)[0]) as conn:
-        ev = queries.get_event(conn, event_id)
+    ev = None
+    if event_id.isprintable() and len(event_id) <= 64:  # event ids are UUIDs
+        with read_tx(_services(request)[0]) as conn:
+            ev = queries.get_event(conn, event_id)
     if ev is None:
         return _render(request, "error.html", status=404, sess=sess, title="Not found",
                        heading="There is no event with that reference")

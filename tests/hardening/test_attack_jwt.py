@@ -334,12 +334,9 @@ def test_patient_token_cannot_use_cds_hooks_for_another_patient(two_patients: Te
     assert b"Otherside" not in r.content
 
 
-AUTH_NUL = ("auth: a NUL in the client assertion's iss/sub (client id) or jti reaches PostgreSQL in the client "
-            "lookup / jti replay insert and raises psycopg.DataError: the unauthenticated token endpoint answers "
-            "500 instead of 401 invalid_client (SQLite accepts the NUL jti)")
 HOSTILE_ASSERTIONS = [
-    ("nul-client-id", {"iss": "{cid}\x00", "sub": "{cid}\x00"}, (401,), AUTH_NUL),
-    ("nul-jti", {"jti": "a\x00b"}, (401, 200), AUTH_NUL),
+    ("nul-client-id", {"iss": "{cid}\x00", "sub": "{cid}\x00"}, (401,), None),
+    ("nul-jti", {"jti": "a\x00b"}, (401,), None),
     ("long-jti", {"jti": "j" * 5000}, (400, 401), None),
     ("exp-not-a-number", {"exp": "soon"}, (400, 401), None),
     ("sql-client-id", {"iss": "x' OR '1'='1", "sub": "x' OR '1'='1"}, (401,), None),

@@ -21,17 +21,12 @@ from sqlalchemy import Engine
 
 from exchange.db.engine import write_tx
 
-PG_NUL = ("console: a NUL in a value the console passes to PostgreSQL (user name at sign-in, the patient "
-          "filter, an event id) raises psycopg.DataError ('PostgreSQL text fields cannot contain NUL'), a 500")
-PAGE = ("console: /ig/events?page=<20 digits> passes the page number unchecked into the query OFFSET "
-        "(OverflowError on SQLite, out of range on PostgreSQL), a 500")
-
 #: (path, xfail reason, database the bug shows on or None for both)
 SESSION_CASES: list[tuple[str, str | None, str | None]] = [
-    ("/ig/events?patient=a%00b", PG_NUL, "postgres"),
-    ("/ig/events.csv?patient=%00", PG_NUL, "postgres"),
-    ("/ig/events/%00", PG_NUL, "postgres"),
-    ("/ig/events?page=99999999999999999999", PAGE, None),
+    ("/ig/events?patient=a%00b", None, None),
+    ("/ig/events.csv?patient=%00", None, None),
+    ("/ig/events/%00", None, None),
+    ("/ig/events?page=99999999999999999999", None, None),
     ("/ig/events?page=-1", None, None),
     ("/ig/events?from=garbage", None, None),
     ("/ig/events?from=9999-99-99", None, None),
@@ -45,10 +40,10 @@ SESSION_CASES: list[tuple[str, str | None, str | None]] = [
     ("/ig/login?next=%00", None, None),
 ]
 LOGIN_CASES: list[tuple[str, str | None, str | None]] = [
-    ("a\x00b", PG_NUL, "postgres"),
+    ("a\x00b", None, None),
     ("x" * 10000, None, None),
     ("' OR 1=1 --", None, None),
-    ("iglead\x00", PG_NUL, "postgres"),
+    ("iglead\x00", None, None),
 ]
 
 
