@@ -113,8 +113,8 @@ def _cancel_admit(b: MessageBuilder) -> None:
     if pv1 is None or not pv1.get(19):
         raise MappingError("ADT^A11 needs the visit number (PV1-19) of the visit it cancels",
                            "PV1-19")
-    # the Encounter is also sent as entered-in-error: the retraction alone finds nothing
-    # to retract when the admission it cancels is in the same pipeline batch
+    # the Encounter is also sent as entered-in-error, so the cancellation says what it
+    # means on its own; the pipeline's retraction then applies to it in source order
     _encounter(b, "A11")
     b.ctx.retract("Encounter", safe_key("enc", pv1.get(19)))
     extra = sorted({s.name for s in b.msg.segments} & {"OBX", "AL1", "DG1"})
