@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, case, delete, insert, select, tuple_, update
 
-from consent.facts import index_facts
+from consent.facts import index_facts_many
 from exchange.db.tables import resource_current as rc
 from exchange.db.tables import resource_version as rv
 from exchange.repository.store import canonical_bytes, fhir_instant, now_utc
@@ -91,8 +91,9 @@ def _index(conn: Connection, items: list[tuple[int, dict[str, Any]]], fresh: set
         for i in range(0, len(old), 500):
             conn.execute(delete(table).where(table.c.rid.in_(old[i : i + 500])))
     by_type: dict[str, list[dict[str, Any]]] = {}
+    # consent facts, as the core write path does (consent.facts), one set-based pass
+    index_facts_many(conn, [(rid, res["resourceType"], res) for rid, res in items], fresh=fresh)
     for rid, res in items:
-        index_facts(conn, rid, res["resourceType"], res)  # consent facts, as the core write path does
         for ptype, rows in indexer.extract(res["resourceType"], res).items():
             for row in rows:
                 row["rid"] = rid

@@ -207,6 +207,35 @@ def index_facts(conn: Connection, rid: int, resource_type: str, resource: dict[s
         ])
 
 
+def index_facts_many(conn: Connection, items: list[tuple[int, str, dict[str, Any]]],
+                     fresh: set[int] | frozenset[int] = frozenset(), policy: Policy | None = None) -> None:
+    """:func:`index_facts` for a whole batch of written (not deleted) resources, with
+    set-based statements (the adapters' bulk writer). ``fresh`` rids have no rows yet."""
+    from consent.policy import cached_policy
+
+    if not items:
+        return
+    pol = policy or (_ACTIVE[0] if _ACTIVE else cached_policy(None))
+    old = sorted(rid for rid, _, _ in items if rid not in fresh)
+    for i in range(0, len(old), 500):
+        chunk = old[i : i + 500]
+        conn.execute(delete(consent_link).where(consent_link.c.rid.in_(chunk)))
+        conn.execute(delete(consent_fact).where(consent_fact.c.rid.in_(chunk)))
+    facts, links = [], []
+    for rid, rtype, resource in items:
+        f = facts_of(resource, pol)
+        facts.append({"rid": rid, "res_type": rtype, "res_id": str(resource.get("id")),
+                      "patient_id": _fit(f.patient_id), "author_org": _fit(f.author_org),
+                      "restricted": f.restricted, "not_for_patient": f.not_for_patient,
+                      "care_pref": f.care_pref, "directive": f.directive, "ods_code": _fit(f.ods_code)})
+        links.extend({"rid": rid, "patient_id": lk.patient_id, "kind": lk.kind, "org_ref": _fit(lk.org_ref, 128),
+                      "org_ods": _fit(lk.org_ods), "period_end": lk.period_end}
+                     for lk in links_of(resource) if _fit(lk.patient_id))
+    conn.execute(insert(consent_fact), facts)
+    if links:
+        conn.execute(insert(consent_link), links)
+
+
 def _fit(value: str | None, limit: int = 64) -> str | None:
     """A value that cannot be a FHIR id or ODS code (too long) names nothing we store."""
     return value if value is not None and len(value) <= limit else None
