@@ -39,12 +39,9 @@ def _param(name: str, where: str = "query", required: bool = False, description:
 
 
 def _search_params(rtype: str) -> list[dict[str, Any]]:
-    try:
-        from exchange.search.registry import supported_params
-    except ImportError:
-        names: list[str] = []
-    else:
-        names = [p["name"] for p in supported_params(rtype)]
+    from exchange.search.registry import builtin_param_names
+
+    names = builtin_param_names(rtype)
     common = ["_count", "_sort", "_include", "_revinclude", "_summary", "_elements", "_total"]
     return [_param(n) for n in sorted(set(names) | set(common))]
 

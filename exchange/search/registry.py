@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -192,6 +193,17 @@ def load_custom(conn: Any) -> int:
             except ValueError:
                 continue
     return n
+
+
+@lru_cache(maxsize=1)
+def _builtin() -> Registry:
+    return _load_default()
+
+
+def builtin_param_names(resource_type: str) -> list[str]:
+    """The official R4 parameters that work for ``resource_type``, without any custom
+    SearchParameter registered at run time (the OpenAPI document describes the product)."""
+    return ["_id", *sorted(sp.code for sp in _builtin().params_for(resource_type))]
 
 
 def get_param(resource_type: str, code: str) -> SearchParam | None:

@@ -43,3 +43,13 @@ def test_served_document_is_the_committed_one(client):
     r = client.get("/openapi.json")
     assert r.status_code == 200
     assert r.content == DOC.read_bytes()
+
+
+def test_document_does_not_depend_on_custom_search_parameters_registered_at_run_time():
+    from exchange.search.registry import register_search_parameter
+
+    register_search_parameter({
+        "resourceType": "SearchParameter", "url": "https://example.org/sp/patient-nickname-test",
+        "code": "nickname-openapi-test", "base": ["Patient"], "type": "string",
+        "expression": "Patient.name.given", "status": "active"})
+    assert render() == DOC.read_bytes()
