@@ -21,12 +21,10 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import orjson
-
-from adapters.base import MappingContext, RecordError, SourceAdapter, SourceLocation, SourceRecord
+from adapters.base import MappingContext, RecordError, SourceAdapter, SourceRecord
 from adapters.community import map_care, map_eol, terms
 from adapters.csvkit.reader import CsvRow, read_csv
-from adapters.csvkit.records import locate_files, rows_with_repeats
+from adapters.csvkit.records import extract_records, locate_files, note_repeat
 
 ENCODING = "utf-8"
 
@@ -105,36 +103,14 @@ class CommunityAdapter(SourceAdapter):
     concept_maps = ("../conceptmaps/community-observations.json",)
 
     def read(self, paths: Sequence[Path]) -> Iterator[SourceRecord | RecordError]:
-        files = locate_files(paths, list(FILES))
-        contacts = index_contacts(files["contacts.csv"])
-        for fname, (kind, key, expected, _) in FILES.items():
-            path = files[fname]
-            if path is None:
-                yield RecordError(
-                    SourceLocation(fname),
-                    "file missing from the extract: none of its records were read",
-                )
-                continue
-            rows = read_csv(
-                path, encoding=ENCODING, expected=expected, key_columns=(key,), id_prefix=kind
-            )
-            for item in rows_with_repeats(rows, kind, key):
-                if isinstance(item, SourceRecord) and kind in ("activity", "observation"):
-                    contact = contacts.get(item.data.get("CONTACT_ID", ""))
-                    if contact:
-                        item.data["_contact"] = contact
-                yield item
+        contacts = index_contacts(locate_files(paths, ["contacts.csv"])["contacts.csv"])
+        for kind, item in extract_records(paths, FILES, encoding=ENCODING):
+            if isinstance(item, SourceRecord) and kind in ("activity", "observation"):
+                contact = contacts.get(item.data.get("CONTACT_ID", ""))
+                if contact:
+                    item.data["_contact"] = contact
+            yield item
 
     def map(self, record: SourceRecord, ctx: MappingContext) -> list[dict[str, Any]]:
-        data = record.data
-        if "_repeat_of" in data:
-            if data["_repeat_same"]:
-                ctx.warnings.append(f"info: repeated row (same as line {data['_repeat_of']}); ignored")
-            else:
-                ctx.warnings.append(
-                    f"{record.source_id} also on line {data['_repeat_of']} with different "
-                    "values; this later row wins"
-                )
-        # each resource is returned as its own tree (mappers share sub-objects such as
-        # the subject reference; the pipeline rewrites references in place)
-        return orjson.loads(orjson.dumps(MAPPERS[record.kind](data, ctx)))
+        note_repeat(record, ctx)
+        return MAPPERS[record.kind](record.data, ctx)  # the pipeline copies before rewriting

@@ -29,10 +29,11 @@ from adapters.csvkit.fields import (
     yes_no,
 )
 from adapters.csvkit.reader import CsvRow, read_csv
-from adapters.csvkit.records import locate_files, rows_with_repeats
+from adapters.csvkit.records import extract_records, locate_files, note_repeat, rows_with_repeats
 
 __all__ = [
-    "LONDON", "NHS_NUMBER_SYSTEM", "ODS_SYSTEM", "SNOMED", "UCUM", "CsvRow", "decimal_value", "fhir_number",
+    "LONDON", "NHS_NUMBER_SYSTEM", "ODS_SYSTEM", "SNOMED", "UCUM", "CsvRow", "decimal_value", "extract_records",
+    "fhir_number", "note_repeat",
     "iso_date", "local_datetime", "locate_files", "nhs_number", "nhs_number_is_valid", "read_csv",
     "rows_with_repeats", "snomed_id_is_valid", "uk_date", "yes_no",
 ]

@@ -16,8 +16,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from adapters.base import RecordError, SourceRecord
-from adapters.csvkit.reader import CsvRow
+from adapters.base import MappingContext, RecordError, SourceLocation, SourceRecord
+from adapters.csvkit.reader import CsvRow, read_csv
 
 
 def locate_files(paths: Sequence[Path], names: Sequence[str]) -> dict[str, Path | None]:
@@ -54,3 +54,32 @@ def rows_with_repeats(
             data["_repeat_same"] = first_digest == digest
         seen[rid] = (row.line, digest)
         yield SourceRecord(f"{kind}/{rid}", kind, data, row.location)
+
+
+def extract_records(
+    paths: Sequence[Path], files: dict[str, tuple[Any, ...]], *, encoding: str
+) -> Iterator[tuple[str, SourceRecord | RecordError]]:
+    """Every expected file of a multi-file extract, in the order of ``files``
+    (``file name -> (kind, key column, expected columns, ...)``): a RecordError for a file
+    missing from the extract, else its rows as records (repeats marked), with their kind."""
+    found = locate_files(paths, list(files))
+    for fname, (kind, key, expected, *_rest) in files.items():
+        path = found[fname]
+        if path is None:
+            yield kind, RecordError(SourceLocation(fname), "file missing from the extract: none of its records were read")
+            continue
+        rows = read_csv(path, encoding=encoding, expected=expected, key_columns=(key,), id_prefix=kind)
+        for item in rows_with_repeats(rows, kind, key):
+            yield kind, item
+
+
+def note_repeat(record: SourceRecord, ctx: MappingContext) -> None:
+    """Report a repeated row (marked by :func:`rows_with_repeats`) in the ingest report."""
+    data = record.data
+    if "_repeat_of" not in data:
+        return
+    if data["_repeat_same"]:
+        ctx.warnings.append(f"info: repeated row (same as line {data['_repeat_of']}); ignored")
+    else:
+        ctx.warnings.append(f"{record.source_id} also on line {data['_repeat_of']} with different "
+                            "values; this later row wins")

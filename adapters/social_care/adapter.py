@@ -19,11 +19,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import orjson
-
-from adapters.base import MappingContext, RecordError, SourceAdapter, SourceLocation, SourceRecord
-from adapters.csvkit.reader import read_csv
-from adapters.csvkit.records import locate_files, rows_with_repeats
+from adapters.base import MappingContext, RecordError, SourceAdapter, SourceRecord
+from adapters.csvkit.records import extract_records, note_repeat
 from adapters.social_care import map_people, map_person, map_services, terms
 
 ENCODING = "cp1252"
@@ -103,41 +100,17 @@ class SocialCareAdapter(SourceAdapter):
     full_extract = True
 
     def read(self, paths: Sequence[Path]) -> Iterator[SourceRecord | RecordError]:
-        files = locate_files(paths, list(FILES))
         workers: dict[str, dict[str, str]] = {}
-        for fname, (kind, key, expected, _) in FILES.items():
-            path = files[fname]
-            if path is None:
-                yield RecordError(
-                    SourceLocation(fname),
-                    "file missing from the extract: none of its records were read",
-                )
-                continue
-            rows = read_csv(
-                path, encoding=ENCODING, expected=expected, key_columns=(key,), id_prefix=kind
-            )
-            for item in rows_with_repeats(rows, kind, key):
-                if isinstance(item, SourceRecord):
-                    if kind == "worker":
-                        workers[item.data["WORKER_ID"]] = {
-                            k: item.data.get(k, "") for k in ("NAME", "TEAM", "TEAM_EMAIL")
-                        }
-                    elif item.data.get("WORKER_ID") in workers:
-                        item.data["_worker"] = workers[item.data["WORKER_ID"]]
-                yield item
+        for kind, item in extract_records(paths, FILES, encoding=ENCODING):
+            if isinstance(item, SourceRecord):
+                if kind == "worker":
+                    workers[item.data["WORKER_ID"]] = {
+                        k: item.data.get(k, "") for k in ("NAME", "TEAM", "TEAM_EMAIL")
+                    }
+                elif item.data.get("WORKER_ID") in workers:
+                    item.data["_worker"] = workers[item.data["WORKER_ID"]]
+            yield item
 
     def map(self, record: SourceRecord, ctx: MappingContext) -> list[dict[str, Any]]:
-        data = record.data
-        if "_repeat_of" in data:
-            if data["_repeat_same"]:
-                ctx.warnings.append(
-                    f"info: repeated row (same as line {data['_repeat_of']}); ignored"
-                )
-            else:
-                ctx.warnings.append(
-                    f"{record.source_id} also on line {data['_repeat_of']} with different "
-                    "values; this later row wins"
-                )
-        # each resource is returned as its own tree (mappers share sub-objects such as
-        # the subject reference; the pipeline rewrites references in place)
-        return orjson.loads(orjson.dumps(MAPPERS[record.kind](data, ctx)))
+        note_repeat(record, ctx)
+        return MAPPERS[record.kind](record.data, ctx)  # the pipeline copies before rewriting
