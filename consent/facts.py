@@ -30,31 +30,12 @@ from consent.policy import Policy
 from consent.tables import consent_fact, consent_link
 from exchange.db.tables import resource_current as rc
 from exchange.db.tables import resource_version as rv
+from exchange.repository.patients import patient_id_of
 
 ODS = "https://fhir.nhs.uk/Id/ods-organization-code"
 SOURCE_PREFIX = "urn:exchange:source:"
-_PATIENT_FIELDS = ("subject", "patient", "beneficiary", "individual")
 _CLOSED = {"finished", "inactive", "completed"}
 _VOID = {"cancelled", "entered-in-error"}
-
-
-def patient_id_of(resource: dict[str, Any]) -> str | None:
-    """The id of the patient the resource is about (Patient: itself)."""
-    rtype = resource.get("resourceType")
-    if rtype == "Patient":
-        return resource.get("id")
-    for key in _PATIENT_FIELDS:
-        ref = resource.get(key)
-        if isinstance(ref, dict):
-            r = ref.get("reference")
-            if isinstance(r, str) and "Patient/" in r:
-                return r.split("Patient/", 1)[1].split("/")[0]
-    if rtype == "Appointment":
-        for p in resource.get("participant") or []:
-            r = ((p or {}).get("actor") or {}).get("reference", "")
-            if isinstance(r, str) and r.startswith("Patient/"):
-                return r[8:].split("/")[0]
-    return None
 
 
 def author_org_of(resource: dict[str, Any], policy: Policy) -> str | None:

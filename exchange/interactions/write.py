@@ -29,6 +29,7 @@ import jsonpatch
 import orjson
 from sqlalchemy import Connection
 
+from consent.labels import apply_labels
 from exchange.interactions.types import (
     FhirRequest,
     FhirResponse,
@@ -40,6 +41,7 @@ from exchange.outcome import FhirError, Forbidden, Invalid, Issue, NotFound, Pre
 from exchange.pipeline.context import RequestContext
 from exchange.pipeline.disclosure import release_one
 from exchange.repository import store
+from exchange.repository.patients import patient_refs
 from exchange.repository.stored import StoredResource
 from exchange.services import Services
 from exchange.validation import validate_resource
@@ -60,14 +62,7 @@ def new_id() -> str:
 def prepare(resource: Any, resource_type: str) -> dict[str, Any]:
     """Validate a resource about to be written and apply the security-label rules."""
     validate_resource(resource, resource_type, strict=True)
-    try:
-        from consent.labels import apply_labels
-    except ImportError:  # the consent package is optional only in stripped-down tests
-        return resource
     return apply_labels(resource)
-
-
-_PATIENT_FIELDS = ("subject", "patient", "beneficiary", "individual")
 
 
 def _check_confined_write(ctx: RequestContext, rtype: str, res_id: str, resource: dict[str, Any]) -> None:
@@ -75,12 +70,7 @@ def _check_confined_write(ctx: RequestContext, rtype: str, res_id: str, resource
     from exchange.auth.scopes import check_patient
 
     pids = [res_id] if rtype == "Patient" else []
-    for key in _PATIENT_FIELDS:
-        ref = resource.get(key)
-        r = ref.get("reference") if isinstance(ref, dict) else None
-        if isinstance(r, str) and r.startswith("Patient/"):
-            pids.append(r[8:].split("/")[0])
-    check_patient(ctx.requester, pids)
+    check_patient(ctx.requester, pids + patient_refs({**resource, "id": None}))
 
 
 def _strip_volatile(data: dict[str, Any]) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from exchange.pipeline.context import Released, RequestContext
+from exchange.repository.patients import patient_id_of
 from exchange.repository.stored import StoredResource
 
 if TYPE_CHECKING:
@@ -141,22 +142,7 @@ def _apply(
     if res.resource_type == "Patient":
         ctx.patients.add(res.id)
     elif not res.deleted:
-        pid = patient_of(res)
+        pid = patient_id_of(res.data)
         if pid:
             ctx.patients.add(pid)
     return res, decision
-
-
-_PATIENT_FIELDS = ("subject", "patient", "beneficiary", "individual")
-
-
-def patient_of(res: StoredResource) -> str | None:
-    """The patient a resource is about, from its usual subject elements (for audit)."""
-    data = res.data
-    for key in _PATIENT_FIELDS:
-        ref = data.get(key)
-        if isinstance(ref, dict):
-            r = ref.get("reference", "")
-            if isinstance(r, str) and r.startswith("Patient/"):
-                return r[8:].split("/")[0]
-    return None
