@@ -70,9 +70,12 @@ def create_app(settings: Settings | None = None, *, engine=None, services: Servi
         app.state.audit_token_request = _token_auditor(svc)
     _load_custom_search_parameters(svc)
 
-    _include_optional(app, "exchange.auth.routes", "router")
-    _include_optional(app, "exchange.cds.routes", "router")
-    _include_optional(app, "exchange.console.routes", "router")
+    from exchange.auth.routes import router as smart_router
+    from exchange.cds.routes import router as cds_router
+    from exchange.console.routes import router as console_router
+
+    for router in (smart_router, cds_router, console_router):  # before the /fhir catch-all
+        app.include_router(router)
 
     async def openapi(_: Request) -> Response:
         return Response(OPENAPI_PATH.read_bytes(), media_type="application/json")
@@ -132,15 +135,3 @@ def _load_custom_search_parameters(svc: Services) -> None:
             load_custom(conn)
     except (SQLAlchemyError, Exception) as exc:  # noqa: BLE001 - an unmigrated db must not stop start-up
         log.warning("custom search parameters not loaded: %s", exc)
-
-
-def _include_optional(app: FastAPI, module: str, attr: str) -> None:
-    import importlib
-
-    try:
-        mod = importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name and module.startswith(exc.name):
-            return
-        raise
-    app.include_router(getattr(mod, attr))

@@ -116,13 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     load.set_defaults(func=_cmd_load)
 
     for name in PLUGIN_CLIS:
-        try:
-            mod = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name and name.startswith(exc.name):
-                continue
-            raise
-        mod.register(sub)
+        importlib.import_module(name).register(sub)
     return parser
 
 

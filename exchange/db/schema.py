@@ -25,10 +25,5 @@ TABLE_MODULES = (
 
 def all_metadata() -> MetaData:
     for name in TABLE_MODULES:
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            # tolerated only while a package has no tables of its own
-            if exc.name is None or not name.startswith(exc.name):
-                raise
+        importlib.import_module(name)
     return metadata

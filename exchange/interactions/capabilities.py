@@ -12,9 +12,11 @@ import orjson
 from sqlalchemy import Connection
 
 from exchange import __version__
+from exchange.auth.routes import smart_security_extension
 from exchange.interactions.types import FhirRequest, FhirResponse
 from exchange.operations.registry import available
 from exchange.pipeline.context import RequestContext
+from exchange.search.registry import include_values, revinclude_values, supported_params
 from exchange.services import Services
 from exchange.validation import SERVED_TYPES
 
@@ -24,10 +26,6 @@ SYSTEM_INTERACTIONS = ("transaction", "batch", "search-system", "history-system"
 
 
 def _search_params(rtype: str) -> list[dict[str, Any]]:
-    try:
-        from exchange.search.registry import supported_params
-    except ImportError:
-        return []
     out = []
     for p in supported_params(rtype):
         entry = {"name": p["name"], "type": p["type"]}
@@ -41,10 +39,6 @@ def _search_params(rtype: str) -> list[dict[str, Any]]:
 
 def _security(svc: Services) -> dict[str, Any] | None:
     if not svc.settings.auth_enabled:
-        return None
-    try:
-        from exchange.auth.routes import smart_security_extension
-    except ImportError:
         return None
     return smart_security_extension(svc.settings)
 
@@ -71,13 +65,8 @@ def _statement_bytes(base_url: str, auth: bool, security_json: bytes) -> bytes:
             entry["interaction"] = [{"code": c} for c in ("read", "search-type")]
             for k in ("updateCreate", "conditionalCreate", "conditionalUpdate", "conditionalDelete", "versioning", "readHistory"):
                 entry.pop(k)
-        try:
-            from exchange.search.registry import include_values, revinclude_values
-
-            entry["searchInclude"] = include_values(rtype)
-            entry["searchRevInclude"] = revinclude_values(rtype)
-        except ImportError:
-            pass
+        entry["searchInclude"] = include_values(rtype)
+        entry["searchRevInclude"] = revinclude_values(rtype)
         typed_ops = [o for o in ops if o.resource_type == rtype]
         if typed_ops:
             entry["operation"] = [{"name": o.name, "definition": o.definition} for o in typed_ops]
