@@ -28,3 +28,12 @@ def test_sqlite_uses_wal(engine):
         pytest.skip("WAL is a SQLite setting")
     with engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar().lower() == "wal"
+
+
+def test_sqlite_commits_are_durable(engine):
+    """WAL with synchronous=NORMAL may roll back the last commits after a power cut; an
+    acknowledged write or a durable audit record needs FULL (https://sqlite.org/pragma.html#pragma_synchronous)."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("synchronous is a SQLite setting")
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
