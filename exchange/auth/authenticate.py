@@ -24,11 +24,12 @@ from sqlalchemy import Connection
 
 from exchange.auth.assertions import PURPOSES
 from exchange.auth.clients import is_active
-from exchange.auth.jws import SMART_ALGS, JWSError, split, verify
+from exchange.auth.jws import SMART_ALGS, JWSError, split, verify_key
 from exchange.auth.keys import CLOCK_SKEW, load_keys
 from exchange.auth.scopes import confine
 from exchange.auth.token import ACCESS_TOKEN_TYP, token_lifetime
 from exchange.auth.trusted import DEFAULT_CLAIMS, TrustedIssuer, issuer_keys, load_trusted_issuers
+from exchange.auth.verified import VERIFIED
 from exchange.outcome import Unauthorized, Unavailable
 from exchange.pipeline.context import ANONYMOUS, Requester
 from exchange.settings import Settings
@@ -76,7 +77,7 @@ def validate_token(
         if iss == settings.base_url:
             keyset = load_keys(settings)
             keys = keyset.public_jwks(now=now, lifetime=token_lifetime(settings))["keys"]
-            _h, claims = verify(token, keys, algorithms=SMART_ALGS, typ=ACCESS_TOKEN_TYP)
+            claims = _verified_claims(token, keys, algorithms=SMART_ALGS, typ=ACCESS_TOKEN_TYP)
             audience, issuer = settings.base_url, None
         else:
             trusted = load_trusted_issuers(settings.trusted_issuers_file)
@@ -87,14 +88,34 @@ def validate_token(
                 keys = issuer_keys(issuer, kid=header.get("kid"))
             except (httpx.HTTPError, ValueError, OSError) as exc:
                 raise Unavailable("The identity provider's keys cannot be retrieved") from exc
-            _h, claims = verify(
-                token, keys, algorithms=issuer.algorithms, require_kid=len(keys) != 1
-            )
+            claims = _verified_claims(token, keys, algorithms=issuer.algorithms, require_kid=len(keys) != 1)
             audience = issuer.audience
     except JWSError as exc:
         raise TokenRejected(str(exc)) from exc
     _check_claims(claims, audience, now)
     return claims, issuer
+
+
+def _verified_claims(token: str, keys: list[dict[str, Any]], *, algorithms: Any, require_kid: bool = True,
+                     typ: str | None = None) -> dict[str, Any]:
+    """The token's claims once its signature is valid under one of ``keys`` (the accepted
+    keys now). A signature already verified with a key still in ``keys`` is not checked
+    again (:mod:`exchange.auth.verified`); the time and audience checks always run."""
+    hit = VERIFIED.get(token, keys)
+    if hit is not None and _still_acceptable(hit.header, algorithms, require_kid, typ):
+        return dict(hit.claims)
+    header, claims, jwk = verify_key(token, keys, algorithms=algorithms, require_kid=require_kid, typ=typ)
+    VERIFIED.put(token, header, claims, jwk)
+    return dict(claims)
+
+
+def _still_acceptable(header: dict[str, Any], algorithms: Any, require_kid: bool, typ: str | None) -> bool:
+    """The header rules :func:`exchange.auth.jws.verify` applies, under today's settings."""
+    if header.get("alg") not in set(algorithms):
+        return False
+    if require_kid and header.get("kid") is None:
+        return False
+    return typ is None or str(header.get("typ", "")).lower() == typ.lower()
 
 
 def _number(value: Any) -> bool:

@@ -215,6 +215,19 @@ def verify(
     The key is selected by ``kid`` among ``keys`` only. Raises :class:`JWSError` for
     anything other than a valid signature by an allowed algorithm and a fitting key.
     """
+    header, claims, _jwk = verify_key(token, keys, algorithms=algorithms, require_kid=require_kid, typ=typ)
+    return header, claims
+
+
+def verify_key(
+    token: str,
+    keys: Iterable[Mapping[str, Any]],
+    *,
+    algorithms: Iterable[str],
+    require_kid: bool = True,
+    typ: str | None = None,
+) -> tuple[dict[str, Any], dict[str, Any], Mapping[str, Any]]:
+    """:func:`verify`, also returning the JWK whose key verified the signature."""
     header, claims, signing_input, signature = split(token)
     alg = header.get("alg")
     allowed = frozenset(algorithms) & ASYMMETRIC_ALGS
@@ -238,7 +251,7 @@ def verify(
         except JWSError:
             continue
         if alg_fits_key(alg, key) and _check(alg, key, signing_input, signature):
-            return header, claims
+            return header, claims, jwk
     raise JWSError("signature verification failed")
 
 
