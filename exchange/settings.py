@@ -44,6 +44,30 @@ class Settings:
     secret_key: str | None = None
     audit_enabled: bool = True
     consent_enabled: bool = True
+    # -- database time limits (docs/architecture.md, "Time limits"). Request limits
+    # apply to every read_tx / write_tx; the longer "job" limits to migrations, bulk
+    # ingest and retention (everything that opens its own transaction or asks for them).
+    #: PostgreSQL statement_timeout for a request transaction's statements (ms)
+    db_statement_timeout_ms: int = 15_000
+    #: PostgreSQL lock_timeout for a request transaction (ms); below the statement limit
+    db_lock_timeout_ms: int = 5_000
+    #: PostgreSQL idle_in_transaction_session_timeout for a request transaction (ms)
+    db_idle_in_transaction_timeout_ms: int = 60_000
+    #: the same three for jobs (migrations, bulk ingest, retention); 0 means no limit
+    db_job_statement_timeout_ms: int = 1_800_000
+    db_job_lock_timeout_ms: int = 10_000
+    db_job_idle_in_transaction_timeout_ms: int = 600_000
+    #: libpq connect_timeout (s) and TCP keepalives / user timeout, so that a peer that
+    #: vanished (dropped packets, partition) is noticed instead of waited for
+    db_connect_timeout_s: int = 5
+    db_keepalives_idle_s: int = 10
+    db_keepalives_interval_s: int = 5
+    db_keepalives_count: int = 3
+    db_tcp_user_timeout_ms: int = 25_000
+    #: SQLite busy_timeout (ms): how long a request waits for the database write lock
+    sqlite_busy_timeout_ms: int = 10_000
+    #: SQLite busy_timeout for jobs (ms)
+    sqlite_job_busy_timeout_ms: int = 60_000
     extra: dict = field(default_factory=dict)
 
     @classmethod

@@ -4,19 +4,113 @@ Reads run in ordinary transactions; writes run in :func:`write_tx`, which on SQL
 starts with ``BEGIN IMMEDIATE`` so that concurrent writers queue on the database lock
 instead of failing half-way with "database is locked", and on PostgreSQL relies on row
 locks taken by the write path (``SELECT ... FOR UPDATE``).
+
+Time limits (issue 11: a hung database must not hang the exchange; docs/architecture.md,
+"Time limits"). Every wait on the database is bounded:
+
+* PostgreSQL connections start with the **request** limits (libpq ``options``:
+  ``statement_timeout``, ``lock_timeout``, ``idle_in_transaction_session_timeout``;
+  PostgreSQL 15 docs §20.11.2), so :func:`read_tx` / :func:`write_tx` pay nothing extra.
+  Any other transaction (migrations, bulk ingest, the MLLP inbox worker, or
+  ``read_tx(..., profile=JOB)``) is a **job** and gets the longer job limits with
+  ``set_config(..., is_local => true)`` at its start (§9.27.1), which ends with it.
+* TCP keepalives and ``tcp_user_timeout`` (libpq §34.1.2) make a peer that vanished
+  (dropped packets, a partition) an error after tens of seconds instead of never;
+  ``connect_timeout`` bounds connecting.
+* SQLite: ``busy_timeout`` (SQLite ``sqlite3_busy_timeout``) bounds the wait for the
+  write lock, per profile.
+* The connection pool's own wait (``pool_timeout``) is bounded too.
+
+When a limit is hit, :func:`read_tx` / :func:`write_tx` turn the error into
+:class:`exchange.outcome.Unavailable` (503, ``Retry-After``) in one place; the
+transaction has been rolled back, so a write that timed out changed nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from exchange.outcome import Unavailable
+from exchange.outcome import Issue, Unavailable
+from exchange.settings import Settings
+
+#: execution option naming the time-limit profile of a transaction
+PROFILE_OPTION = "exchange_limits"
+REQUEST = "request"
+JOB = "job"
+POOL_TIMEOUT_S = 10
+
+# PostgreSQL SQLSTATEs (PostgreSQL 15 docs, Appendix A)
+_QUERY_CANCELED = "57014"  # statement_timeout (or a cancel request)
+_LOCK_NOT_AVAILABLE = "55P03"  # lock_timeout
+_IDLE_IN_TX_TIMEOUT = "25P03"  # idle_in_transaction_session_timeout (session ended)
+# SQLite primary result codes (sqlite.org/rescode.html)
+_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
+
+
+@dataclass(frozen=True)
+class DbLimits:
+    """The database time limits of one engine (see :class:`exchange.settings.Settings`)."""
+
+    statement_timeout_ms: int = 15_000
+    lock_timeout_ms: int = 5_000
+    idle_in_transaction_timeout_ms: int = 60_000
+    job_statement_timeout_ms: int = 1_800_000
+    job_lock_timeout_ms: int = 10_000
+    job_idle_in_transaction_timeout_ms: int = 600_000
+    connect_timeout_s: int = 5
+    keepalives_idle_s: int = 10
+    keepalives_interval_s: int = 5
+    keepalives_count: int = 3
+    tcp_user_timeout_ms: int = 25_000
+    sqlite_busy_timeout_ms: int = 10_000
+    sqlite_job_busy_timeout_ms: int = 60_000
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> DbLimits:
+        return cls(
+            statement_timeout_ms=s.db_statement_timeout_ms,
+            lock_timeout_ms=s.db_lock_timeout_ms,
+            idle_in_transaction_timeout_ms=s.db_idle_in_transaction_timeout_ms,
+            job_statement_timeout_ms=s.db_job_statement_timeout_ms,
+            job_lock_timeout_ms=s.db_job_lock_timeout_ms,
+            job_idle_in_transaction_timeout_ms=s.db_job_idle_in_transaction_timeout_ms,
+            connect_timeout_s=s.db_connect_timeout_s,
+            keepalives_idle_s=s.db_keepalives_idle_s,
+            keepalives_interval_s=s.db_keepalives_interval_s,
+            keepalives_count=s.db_keepalives_count,
+            tcp_user_timeout_ms=s.db_tcp_user_timeout_ms,
+            sqlite_busy_timeout_ms=s.sqlite_busy_timeout_ms,
+            sqlite_job_busy_timeout_ms=s.sqlite_job_busy_timeout_ms,
+        )
+
+    def pg_settings(self, profile: str) -> dict[str, int]:
+        """The PostgreSQL run-time parameters (milliseconds) of one profile."""
+        if profile == REQUEST:
+            return {"statement_timeout": self.statement_timeout_ms, "lock_timeout": self.lock_timeout_ms,
+                    "idle_in_transaction_session_timeout": self.idle_in_transaction_timeout_ms}
+        return {"statement_timeout": self.job_statement_timeout_ms, "lock_timeout": self.job_lock_timeout_ms,
+                "idle_in_transaction_session_timeout": self.job_idle_in_transaction_timeout_ms}
+
+    def sqlite_busy_ms(self, profile: str) -> int:
+        return self.sqlite_busy_timeout_ms if profile == REQUEST else self.sqlite_job_busy_timeout_ms
+
+
+class StoreTimeout(Unavailable):
+    """503 with issue code ``timeout`` (a kind of ``transient`` in the R4 IssueType
+    hierarchy): a database time limit was hit and the transaction was rolled back."""
+
+    def __init__(self, diagnostics: str) -> None:
+        super().__init__(diagnostics)
+        self.code = "timeout"
+        self.issues = [Issue("timeout", diagnostics)]
 
 
 def normalise_url(url: str) -> str:
@@ -32,72 +126,174 @@ def is_sqlite(engine_or_conn: Engine | Connection) -> bool:
     return engine_or_conn.dialect.name == "sqlite"
 
 
-def make_engine(url: str, *, pool_size: int = 10) -> Engine:
+def _profile(conn: Connection) -> str:
+    return conn.get_execution_options().get(PROFILE_OPTION, JOB)
+
+
+def make_engine(url: str, *, pool_size: int = 10, limits: DbLimits | None = None) -> Engine:
+    """An engine with the time limits of ``limits`` (default: from ``EXCHANGE_*``)."""
+    limits = limits or DbLimits.from_settings(Settings.from_env())
     url = normalise_url(url)
     u = make_url(url)
     if u.get_backend_name() == "sqlite":
-        if u.database and u.database != ":memory:":
-            Path(u.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
-                               pool_size=pool_size, max_overflow=pool_size)
+        return _sqlite_engine(url, u.database, limits)
+    return _postgres_engine(url, u.query, pool_size, limits)
 
-        @event.listens_for(engine, "connect")
-        def _on_connect(dbapi_conn, _record):  # noqa: ANN001
-            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            # FULL: in WAL mode NORMAL skips the fsync at commit, so the last commits
-            # could be lost to a power cut; we acknowledge writes and promise durable
-            # audit records (measured: about 0.13 ms more per commit on this machine).
-            cur.execute("PRAGMA synchronous=FULL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
-            cur.close()
 
-        @event.listens_for(engine, "begin")
-        def _on_begin(conn):  # noqa: ANN001
-            mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
-            conn.exec_driver_sql(f"BEGIN {mode}")
+def _sqlite_engine(url: str, database: str | None, limits: DbLimits) -> Engine:
+    if database and database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    job_busy = limits.sqlite_busy_ms(JOB)
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": job_busy / 1000})
 
-        return engine
-    return create_engine(
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, record):  # noqa: ANN001
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        # FULL: in WAL mode NORMAL skips the fsync at commit, so the last commits
+        # could be lost to a power cut; we acknowledge writes and promise durable
+        # audit records (measured: about 0.13 ms more per commit on this machine).
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute(f"PRAGMA busy_timeout={int(job_busy)}")
+        cur.close()
+        record.info["busy_ms"] = job_busy
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):  # noqa: ANN001
+        # busy_timeout must be in force before BEGIN IMMEDIATE, which is what waits
+        busy = limits.sqlite_busy_ms(_profile(conn))
+        info = conn.connection.info
+        if info.get("busy_ms") != busy:
+            conn.connection.dbapi_connection.execute(f"PRAGMA busy_timeout={int(busy)}")
+            info["busy_ms"] = busy
+        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+def _pg_assignments(values: dict[str, int]) -> str:
+    return " ".join(f"-c {name}={int(ms)}" for name, ms in values.items())
+
+
+def _postgres_engine(url: str, query: dict, pool_size: int, limits: DbLimits) -> Engine:
+    connect_args: dict[str, object] = {
+        "connect_timeout": limits.connect_timeout_s,
+        "keepalives": 1,
+        "keepalives_idle": limits.keepalives_idle_s,
+        "keepalives_interval": limits.keepalives_interval_s,
+        "keepalives_count": limits.keepalives_count,
+        "tcp_user_timeout": limits.tcp_user_timeout_ms,
+    }
+    # parameters spelled out in the URL win over these defaults
+    connect_args = {k: v for k, v in connect_args.items() if k not in query}
+    # connection defaults = request limits; an ``options`` in the URL comes later, so wins
+    options = _pg_assignments(limits.pg_settings(REQUEST))
+    if query.get("options"):
+        options += " " + str(query["options"])
+    connect_args["options"] = options
+    engine = create_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,
-        pool_timeout=10,
-        connect_args={"connect_timeout": 5},
+        pool_timeout=POOL_TIMEOUT_S,
+        connect_args=connect_args,
     )
+    job_local = ", ".join(f"set_config('{name}', '{int(ms)}', true)"
+                          for name, ms in limits.pg_settings(JOB).items())
+    job_session = "; ".join(f"SET {name} = {int(ms)}" for name, ms in limits.pg_settings(JOB).items())
+    reset = "; ".join(f"RESET {name}" for name in limits.pg_settings(JOB))
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):  # noqa: ANN001
+        if _profile(conn) == REQUEST:
+            return  # the connection's defaults
+        dbapi = conn.connection.dbapi_connection
+        if getattr(dbapi, "autocommit", False):
+            # no transaction to scope SET LOCAL to: set the session, undone at checkout
+            conn.exec_driver_sql(job_session)
+            conn.connection.info["job_session_limits"] = True
+        else:
+            conn.exec_driver_sql(f"SELECT {job_local}")
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_conn, record, _proxy):  # noqa: ANN001
+        if record.info.pop("job_session_limits", False):
+            before = dbapi_conn.autocommit
+            dbapi_conn.autocommit = True
+            try:
+                dbapi_conn.execute(reset)  # back to the connection's (request) defaults
+            finally:
+                dbapi_conn.autocommit = before
+
+    return engine
 
 
 @contextmanager
-def read_tx(engine: Engine) -> Iterator[Connection]:
-    """A read transaction (one consistent snapshot on PostgreSQL's REPEATABLE READ)."""
+def read_tx(engine: Engine, *, profile: str = REQUEST) -> Iterator[Connection]:
+    """A read transaction (one consistent snapshot on PostgreSQL's REPEATABLE READ).
+
+    ``profile=JOB`` gives it the longer job time limits (exports, reports)."""
     try:
         with engine.connect() as conn:
+            conn = conn.execution_options(**{PROFILE_OPTION: profile})
             if not is_sqlite(engine):
                 conn = conn.execution_options(isolation_level="REPEATABLE READ")
             with conn.begin():
                 yield conn
-    except (OperationalError, DBAPIError) as exc:
-        if _is_connectivity(exc):
-            raise Unavailable("The record store is temporarily unavailable") from exc
-        raise
+    except (DBAPIError, PoolTimeout) as exc:
+        mapped = unavailable_for(exc)
+        if mapped is None:
+            raise
+        raise mapped from exc
 
 
 @contextmanager
-def write_tx(engine: Engine) -> Iterator[Connection]:
+def write_tx(engine: Engine, *, profile: str = REQUEST) -> Iterator[Connection]:
     """A write transaction; committed on success, rolled back on any exception."""
     try:
         with engine.connect() as conn:
+            conn = conn.execution_options(**{PROFILE_OPTION: profile})
             if is_sqlite(engine):
                 conn = conn.execution_options(sqlite_begin="IMMEDIATE")
             with conn.begin():
                 yield conn
-    except (OperationalError, DBAPIError) as exc:
-        if _is_connectivity(exc):
-            raise Unavailable("The record store is temporarily unavailable") from exc
-        raise
+    except (DBAPIError, PoolTimeout) as exc:
+        mapped = unavailable_for(exc)
+        if mapped is None:
+            raise
+        raise mapped from exc
+
+
+def unavailable_for(exc: BaseException) -> Unavailable | None:
+    """The 503 a database failure means, or None when it is not an availability problem.
+
+    Time limits (statement, lock, SQLite busy) become :class:`StoreTimeout`; a lost or
+    refused connection, a session the server ended and an exhausted pool become
+    :class:`Unavailable`. Anything else (constraint violations, serialization failures,
+    bugs) is left to the caller."""
+    if isinstance(exc, PoolTimeout) and not isinstance(exc, DBAPIError):
+        return Unavailable("No connection to the record store became free in time; try again")
+    if not isinstance(exc, DBAPIError):
+        return None
+    orig = exc.orig
+    sqlstate = getattr(orig, "sqlstate", None)
+    if sqlstate == _QUERY_CANCELED:
+        return StoreTimeout("A record store query exceeded its time limit and was cancelled; "
+                            "the transaction was rolled back")
+    if sqlstate == _LOCK_NOT_AVAILABLE:
+        return StoreTimeout("The records needed are locked by another database session beyond the time limit; "
+                            "the transaction was rolled back")
+    code = getattr(orig, "sqlite_errorcode", None)
+    if code is not None and code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED):
+        return StoreTimeout("The record store is busy (its write lock was held beyond the time limit); "
+                            "the transaction was rolled back")
+    if sqlstate == _IDLE_IN_TX_TIMEOUT or _is_connectivity(exc):
+        return Unavailable("The record store is temporarily unavailable")
+    return None
 
 
 def _is_connectivity(exc: DBAPIError) -> bool:
