@@ -8,12 +8,32 @@ composites (search.html#composite), ``:missing``, ``:not``, compartments
 (search.html#compartment) and ``_sort`` expressions with keyset paging. The disclosure
 gate's ``sql_filter`` is ANDed into every subquery that selects other resources too
 (chain targets, ``_has`` sources), so a condition can only be met by visible resources.
+
+Shape of the criteria on SQLite. SQLite evaluates an uncorrelated ``rid IN (subquery)``
+by materialising the whole subquery, so three ANDed criteria of
+``Observation?patient=P&code=C&date=geD`` built every Observation row with that code and
+every date row after D (15 ms) to keep the one Observation of P. When several criteria
+are ANDed (or a compartment already narrows the rows), SQLite gets one *driver*, the
+criterion expected to be the most selective (:func:`selectivity_rank`) as ``rid IN
+(subquery)``, and every other criterion as a correlated ``EXISTS`` probe on the index
+table's ``rid`` index (``NOT EXISTS`` for ``:not`` / ``:missing=true``), so the work is
+proportional to the driver's rows (0.02 ms for that search). The conditions are
+logically the same (``rid`` is never NULL, so ``NOT IN`` and ``NOT EXISTS`` agree).
+Without ``ANALYZE`` statistics SQLite would rather probe through the
+``(res_type, param, value...)`` index (more equality terms) and scan the whole type on
+``resource_current (res_type, res_id)``; so inside a probe, and on ``resource_current``
+when a driver exists, the leading columns of those indexes sit behind the no-op unary
+``+`` (sqlite.org/optoverview.html, "Disqualifying WHERE clause terms using unary-+"),
+which leaves the ``rid`` index and the rowid as the only access paths there.
+PostgreSQL keeps the ``IN`` form: its planner flattens ``IN`` into semi-joins and
+orders them by its statistics (docs/search.md, "Query plans").
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import (
@@ -28,6 +48,8 @@ from sqlalchemy import (
     select,
     true,
 )
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import UnaryExpression
 
 from exchange.db.tables import resource_current as rc
 from exchange.outcome import Invalid, Issue
@@ -48,10 +70,23 @@ class QueryContext:
     lenient: bool = False
     issues: list[Issue] = field(default_factory=list)
     unknown: set[str] = field(default_factory=set)
+    #: set by :func:`criteria_conditions`: a criterion is an uncorrelated ``rid IN`` list,
+    #: so the outer query should be driven by it (SQLite; see the module doc)
+    driver: bool = False
 
     @property
     def is_pg(self) -> bool:
         return self.conn.dialect.name == "postgresql"
+
+    @property
+    def correlate(self) -> bool:
+        """Whether non-driving criteria become correlated probes (SQLite; see the module doc)."""
+        return self.conn.dialect.name == "sqlite"
+
+    @property
+    def steer(self) -> bool:
+        """Whether index choices are steered with unary ``+`` (SQLite's idiom; module doc)."""
+        return self.correlate and self.conn.dialect.name == "sqlite"
 
 
 class _Unknown(Exception):
@@ -84,14 +119,90 @@ def _same_param(types: list[str], code: str) -> SearchParam:
     return sps[0]  # type: ignore[return-value]
 
 
+def unindexed(col: Any) -> Any:
+    """``col`` behind SQLite's no-op unary ``+``: a term on it cannot select an index
+    (only used on SQLite: PostgreSQL has no unary ``+`` for text)."""
+    return UnaryExpression(col, operator=operators.custom_op("+"), type_=col.type)
+
+
+#: the leading columns of the index tables' value indexes (``(res_type, param, ...)``,
+#: ``search_reference (target_id, target_type)``) and of ``resource_current (res_type, res_id)``
+_LEADING = frozenset({"res_type", "target_id"})
+
+
+def _probe_view(qc: QueryContext, t: Any, correlated: bool) -> Any:
+    """``t`` as the conditions of a correlated probe see it: leading index columns
+    :func:`unindexed`, so the probe can only go through the ``rid`` index / rowid."""
+    if not (correlated and qc.steer):
+        return t
+    return SimpleNamespace(c=SimpleNamespace(**{c.key: unindexed(c) if c.key in _LEADING else c for c in t.c}))
+
+
+def _member(rid_col: Any, sub: Any, sub_rid: Any, correlated: bool) -> ColumnElement[bool]:
+    """``rid_col`` is one of the rids ``sub`` selects (``sub_rid``): ``IN`` or a correlated ``EXISTS``."""
+    if correlated:
+        return sub.where(sub_rid == rid_col).exists()
+    return rid_col.in_(sub)
+
+
+#: how selective a criterion is expected to be, by parameter type (lower = fewer rows):
+#: an id or a reference names one resource; a token code or exact string a few; ranges
+#: (dates, quantities) and substring matches often a large share of the type
+_RANK_BY_TYPE = {"reference": 1, "token": 2, "uri": 3, "string": 4, "date": 7, "quantity": 7, "number": 7,
+                 "composite": 6}
+
+
+def selectivity_rank(types: list[str], crit: Criterion) -> int | None:
+    """Expected selectivity of ``crit`` (lower = more selective); None if it cannot drive
+    a query (a negation: ``:not``, ``:missing``), or is unknown (reported elsewhere)."""
+    name = crit.name
+    if name.startswith("_has:"):
+        return 5
+    head, _, chain = name.partition(".")
+    code, _, modifier = head.partition(":")
+    if code == "_id":
+        return None if modifier or chain else 0
+    if modifier in ("not", "missing"):
+        return None
+    if chain:
+        return 5
+    sp = REGISTRY.get(types[0], code) if types else None
+    if sp is None:
+        return None
+    if sp.type == "token":
+        if modifier == "text":
+            return 8
+        # "system|" alone matches every value of a code system
+        if any(v.endswith("|") and not v.endswith("\\|") for v in crit.values):
+            return 6
+    if sp.type == "string" and modifier == "contains":
+        return 8
+    if sp.type == "string" and modifier == "exact":
+        return 3
+    return _RANK_BY_TYPE.get(sp.type, 7)
+
+
 def criteria_conditions(
-    qc: QueryContext, types: list[str], criteria: list[Criterion], rid_col: Any
+    qc: QueryContext, types: list[str], criteria: list[Criterion], rid_col: Any, *, driven: bool = False
 ) -> list[ColumnElement[bool]]:
-    """Conditions for every criterion (ANDed); unknown names raise or are reported (lenient)."""
+    """Conditions for every criterion (ANDed); unknown names raise or are reported (lenient).
+
+    ``driven``: another ANDed condition (a compartment) already selects few rows, so on
+    SQLite every criterion is a correlated probe; otherwise, with several criteria, the
+    most selective one drives and the others probe (module doc).
+    """
+    driver: int | None = None
+    if qc.correlate and not driven and len(criteria) > 1:
+        ranks = [selectivity_rank(types, c) for c in criteria]
+        candidates = [(r, i) for i, r in enumerate(ranks) if r is not None]
+        driver = min(candidates)[1] if candidates else None
     out: list[ColumnElement[bool]] = []
-    for crit in criteria:
+    for i, crit in enumerate(criteria):
+        correlated = qc.correlate and (driven or (len(criteria) > 1 and i != driver))
         try:
-            out.append(criterion_cond(qc, types, crit.name, crit.values, rid_col))
+            out.append(criterion_cond(qc, types, crit.name, crit.values, rid_col, correlated=correlated))
+            if not correlated and selectivity_rank(types, crit) is not None:
+                qc.driver = True
         except _Unknown as exc:
             msg = f"Unknown or unsupported search parameter {crit.name!r} for {','.join(types) or 'system'}"
             if not qc.lenient:
@@ -101,44 +212,52 @@ def criteria_conditions(
     return out
 
 
-def criterion_cond(qc: QueryContext, types: list[str], name: str, values: list[str], rid_col: Any) -> ColumnElement[bool]:
+def criterion_cond(qc: QueryContext, types: list[str], name: str, values: list[str], rid_col: Any, *,
+                   correlated: bool = False) -> ColumnElement[bool]:
+    """The condition on ``rid_col`` of one criterion (``correlated``: as ``EXISTS`` probes)."""
     if not values:
         raise Invalid(f"search parameter {name!r} has no value", expression=name)
     if name.startswith("_has:"):
-        return _has_cond(qc, types, name, values, rid_col)
+        return _has_cond(qc, types, name, values, rid_col, correlated)
     head, _, chain = name.partition(".")
     code, _, modifier = head.partition(":")
     modifier = modifier or None
     if code == "_id":
         if modifier or chain:
             raise _Unknown(name)
-        ids = select(rc.c.rid).where(rc.c.res_type.in_(types), rc.c.res_id.in_(values))
-        return rid_col.in_(ids)
+        a = rc.alias()
+        av = _probe_view(qc, a, correlated)
+        ids = select(a.c.rid).where(av.c.res_type.in_(types), av.c.res_id.in_(values))
+        return _member(rid_col, ids, a.c.rid, correlated)
     sp = _same_param(types, code)
     if chain:
         if sp.type != "reference":
             raise _Unknown(name)
-        return _chain_cond(qc, types, sp, modifier, chain, values, rid_col)
+        return _chain_cond(qc, types, sp, modifier, chain, values, rid_col, correlated)
     if modifier == "missing":
         if values[0] not in ("true", "false"):
             raise Invalid(f"{name} must be true or false", expression=name)
-        table = TABLE_BY_TYPE["token" if sp.type == "composite" else sp.type]
+        table = TABLE_BY_TYPE["token" if sp.type == "composite" else sp.type].alias()
         codes = [f"{code}$0"] if sp.type == "composite" else [code]
-        has = select(table.c.rid).where(table.c.res_type.in_(types), table.c.param.in_(codes))
-        return not_(rid_col.in_(has)) if values[0] == "true" else rid_col.in_(has)
+        tv = _probe_view(qc, table, correlated)
+        has = select(table.c.rid).where(tv.c.res_type.in_(types), tv.c.param.in_(codes))
+        present = _member(rid_col, has, table.c.rid, correlated)
+        return not_(present) if values[0] == "true" else present
     type_modifier = sp.type == "reference" and bool(modifier) and modifier[:1].isupper()
     if modifier and modifier not in C.MODIFIERS.get(sp.type, set()) and not type_modifier:
         raise Invalid(f"modifier :{modifier} is not supported on {code}", code="not-supported", expression=name)
     if sp.type == "composite":
-        return or_(*(rid_col.in_(_composite_subquery(qc, types, sp, v, name)) for v in values))
+        subs = [_composite_subquery(qc, types, sp, v, name, correlated) for v in values]
+        return or_(*(_member(rid_col, sub, first_rid, correlated) for sub, first_rid in subs))
     t = TABLE_BY_TYPE[sp.type].alias()
-    conds = [_value_cond(qc, sp, t, v, modifier, name) for v in values]
+    tv = _probe_view(qc, t, correlated)
+    conds = [_value_cond(qc, sp, tv, v, modifier, name) for v in values]
     param = code + ":of-type" if modifier == "of-type" else code
-    sub = select(t.c.rid).where(t.c.res_type.in_(types) if len(types) > 1 else t.c.res_type == types[0],
-                                t.c.param == param, or_(*conds))
+    sub = select(t.c.rid).where(tv.c.res_type.in_(types) if len(types) > 1 else tv.c.res_type == types[0],
+                                tv.c.param == param, or_(*conds))
     if modifier == "not":
-        return not_(rid_col.in_(sub))
-    return rid_col.in_(sub)
+        return not_(_member(rid_col, sub, t.c.rid, correlated))
+    return _member(rid_col, sub, t.c.rid, correlated)
 
 
 def _value_cond(qc: QueryContext, sp: SearchParam, t: Any, v: str, modifier: str | None, name: str) -> ColumnElement[bool]:
@@ -159,25 +278,28 @@ def _value_cond(qc: QueryContext, sp: SearchParam, t: Any, v: str, modifier: str
     raise _Unknown(name)
 
 
-def _composite_subquery(qc: QueryContext, types: list[str], sp: SearchParam, value: str, name: str) -> Any:
+def _composite_subquery(qc: QueryContext, types: list[str], sp: SearchParam, value: str, name: str,
+                        correlated: bool = False) -> tuple[Any, Any]:
+    """(subquery, its rid column) of one composite value: every component in one group
+    (the other components are reached from the first through ``rid``)."""
     comps = REGISTRY.components_for(sp, types[0])
     parts = split_escaped(value, "$")
     if len(parts) != len(comps):
         raise Invalid(f"{name}: expected {len(comps)} components separated by $", expression=name)
     aliases = [TABLE_BY_TYPE[c.type].alias() for c in comps]
     first = aliases[0]
-    where: list[Any] = [first.c.res_type.in_(types)]
+    where: list[Any] = [_probe_view(qc, first, correlated).c.res_type.in_(types)]
     for i, (comp, t, part) in enumerate(zip(comps, aliases, parts, strict=True)):
         fake = SearchParam(code=sp.code, type=comp.type, url="", description="", bases=(), expression="")
         where += [t.c.param == f"{sp.code}${i}", _value_cond(qc, fake, t, part, None, name)]
         if i:
             where += [t.c.rid == first.c.rid, t.c.grp == first.c.grp]
-    return select(first.c.rid).where(*where)
+    return select(first.c.rid).where(*where), first.c.rid
 
 
 def _chain_cond(
     qc: QueryContext, types: list[str], sp: SearchParam, modifier: str | None, chain: str,
-    values: list[str], rid_col: Any,
+    values: list[str], rid_col: Any, correlated: bool = False,
 ) -> ColumnElement[bool]:
     next_code = chain.split(".", 1)[0].split(":", 1)[0]
     candidates = [modifier] if modifier else list(sp.targets)
@@ -195,12 +317,14 @@ def _chain_cond(
     sub = (
         select(r.c.rid)
         .select_from(r.join(tgt, and_(tgt.c.res_type == r.c.target_type, tgt.c.res_id == r.c.target_id)))
-        .where(r.c.res_type.in_(types), r.c.param == sp.code, tgt.c.deleted.is_(False), or_(*per_type))
+        .where(_probe_view(qc, r, correlated).c.res_type.in_(types), r.c.param == sp.code, tgt.c.deleted.is_(False),
+               or_(*per_type))
     )
-    return rid_col.in_(sub)
+    return _member(rid_col, sub, r.c.rid, correlated)
 
 
-def _has_cond(qc: QueryContext, types: list[str], name: str, values: list[str], rid_col: Any) -> ColumnElement[bool]:
+def _has_cond(qc: QueryContext, types: list[str], name: str, values: list[str], rid_col: Any,
+              correlated: bool = False) -> ColumnElement[bool]:
     parts = name.split(":", 3)
     if len(parts) != 4:
         raise Invalid(f"{name}: expected _has:Type:reference:parameter", expression=name)
@@ -217,9 +341,10 @@ def _has_cond(qc: QueryContext, types: list[str], name: str, values: list[str], 
     sub = (
         select(tgt.c.rid)
         .select_from(tgt.join(r, and_(r.c.target_type == tgt.c.res_type, r.c.target_id == tgt.c.res_id)))
-        .where(tgt.c.res_type.in_(types), r.c.res_type == src_type, r.c.param == ref_code, r.c.rid.in_(sources))
+        .where(_probe_view(qc, tgt, correlated).c.res_type.in_(types), r.c.res_type == src_type, r.c.param == ref_code,
+               r.c.rid.in_(sources))
     )
-    return rid_col.in_(sub)
+    return _member(rid_col, sub, tgt.c.rid, correlated)
 
 
 def compartment_cond(types: list[str], compartment: tuple[str, str], rid_col: Any) -> ColumnElement[bool]:
