@@ -21,6 +21,7 @@ from sqlalchemy import Connection, case, delete, insert, select, tuple_, update
 from consent.facts import index_facts_many
 from exchange.db.tables import resource_current as rc
 from exchange.db.tables import resource_version as rv
+from exchange.repository.bulkrows import insert_rows
 from exchange.repository.store import canonical_bytes, fhir_instant, now_utc
 from exchange.search import indexer
 from exchange.search.tables import ALL_TABLES, TABLE_BY_TYPE
@@ -85,21 +86,30 @@ def put_many(conn: Connection, resources: list[dict[str, Any]], *, when: datetim
 
 
 def _index(conn: Connection, items: list[tuple[int, dict[str, Any]]], fresh: set[int]) -> None:
-    """Replace the search index rows of the written resources (batched per table)."""
+    """Replace the search index rows of the written resources (batched per table).
+
+    Rows are appended with :func:`exchange.repository.bulkrows.insert_rows` (COPY on
+    PostgreSQL, the driver's executemany on SQLite): the same rows the per-resource
+    :func:`exchange.search.indexer.index_resource` writes, without per-row statement
+    processing."""
     old = sorted(rid for rid, _ in items if rid not in fresh)
     for table in ALL_TABLES:
         for i in range(0, len(old), 500):
             conn.execute(delete(table).where(table.c.rid.in_(old[i : i + 500])))
-    by_type: dict[str, list[dict[str, Any]]] = {}
     # consent facts, as the core write path does (consent.facts), one set-based pass
     index_facts_many(conn, [(rid, res["resourceType"], res) for rid, res in items], fresh=fresh)
+    by_type: dict[str, list[tuple[Any, ...]]] = {ptype: [] for ptype in TABLE_BY_TYPE}
     for rid, res in items:
-        for ptype, rows in indexer.extract(res["resourceType"], res).items():
-            for row in rows:
-                row["rid"] = rid
-                row["res_type"] = res["resourceType"]
-            by_type.setdefault(ptype, []).extend(rows)
+        rtype = res["resourceType"]
+        for ptype, rows in indexer.extract(rtype, res).items():
+            if rows:
+                cols = _VALUE_COLS[ptype]
+                by_type[ptype].extend((rid, rtype, r["param"], r["grp"], *[r.get(c) for c in cols]) for r in rows)
     for ptype, rows in by_type.items():
-        if not rows:
-            continue
-        conn.execute(insert(TABLE_BY_TYPE[ptype]), rows)  # executemany (psycopg: pipeline mode)
+        insert_rows(conn, TABLE_BY_TYPE[ptype], ("rid", "res_type", "param", "grp", *_VALUE_COLS[ptype]), rows)
+
+
+_VALUE_COLS: dict[str, tuple[str, ...]] = {
+    ptype: tuple(c.name for c in table.columns if c.name not in ("rid", "res_type", "param", "grp"))
+    for ptype, table in TABLE_BY_TYPE.items()
+}

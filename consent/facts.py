@@ -30,6 +30,7 @@ from consent.policy import Policy
 from consent.tables import consent_fact, consent_link
 from exchange.db.tables import resource_current as rc
 from exchange.db.tables import resource_version as rv
+from exchange.repository.bulkrows import insert_rows
 from exchange.repository.patients import patient_id_of
 
 ODS = "https://fhir.nhs.uk/Id/ods-organization-code"
@@ -205,16 +206,18 @@ def index_facts_many(conn: Connection, items: list[tuple[int, str, dict[str, Any
     facts, links = [], []
     for rid, rtype, resource in items:
         f = facts_of(resource, pol)
-        facts.append({"rid": rid, "res_type": rtype, "res_id": str(resource.get("id")),
-                      "patient_id": _fit(f.patient_id), "author_org": _fit(f.author_org),
-                      "restricted": f.restricted, "not_for_patient": f.not_for_patient,
-                      "care_pref": f.care_pref, "directive": f.directive, "ods_code": _fit(f.ods_code)})
-        links.extend({"rid": rid, "patient_id": lk.patient_id, "kind": lk.kind, "org_ref": _fit(lk.org_ref, 128),
-                      "org_ods": _fit(lk.org_ods), "period_end": lk.period_end}
+        facts.append((rid, rtype, str(resource.get("id")), _fit(f.patient_id), _fit(f.author_org),
+                      f.restricted, f.not_for_patient, f.care_pref, f.directive, _fit(f.ods_code)))
+        links.extend((rid, lk.patient_id, lk.kind, _fit(lk.org_ref, 128), _fit(lk.org_ods), lk.period_end)
                      for lk in links_of(resource) if _fit(lk.patient_id))
-    conn.execute(insert(consent_fact), facts)
-    if links:
-        conn.execute(insert(consent_link), links)
+    # driver-level bulk append (COPY / executemany): the same rows as Core inserts
+    insert_rows(conn, consent_fact, _FACT_COLS, facts)
+    insert_rows(conn, consent_link, _LINK_COLS, links)
+
+
+_FACT_COLS = ("rid", "res_type", "res_id", "patient_id", "author_org", "restricted", "not_for_patient",
+              "care_pref", "directive", "ods_code")
+_LINK_COLS = ("rid", "patient_id", "kind", "org_ref", "org_ods", "period_end")
 
 
 def _fit(value: str | None, limit: int = 64) -> str | None:

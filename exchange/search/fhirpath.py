@@ -396,3 +396,59 @@ def compile_for_type(text: str, resource_type: str) -> Fn | None:
         node = ("union", node, b)
     fn = compile_expr(node)
     return lambda resource: fn([resource])
+
+
+#: functions whose result is empty whenever their input is empty (so a branch built on
+#: them selects nothing from a resource that lacks the branch's first element)
+_EMPTY_IN_EMPTY_OUT = frozenset({"where", "resolve", "first", "as", "ofType", "extension"})
+
+
+def _first_elements(node: tuple) -> frozenset[str] | None:
+    """The top-level element names a path can start from, or None when it may select
+    something even if the resource has none of them (literals, ``exists()``, ``and``)."""
+    kind = node[0]
+    if kind == "union":
+        a, b = _first_elements(node[1]), _first_elements(node[2])
+        return None if a is None or b is None else a | b
+    if kind == "member":
+        base = node[1]
+        if base is None or base[0] == "type":
+            return frozenset({node[2]})
+        return _first_elements(base)
+    if kind in ("index", "as", "is"):
+        return _first_elements(node[1])
+    if kind == "call" and node[2] in _EMPTY_IN_EMPTY_OUT:
+        base = node[1]
+        if base is None or base[0] == "type":
+            return frozenset({"extension"}) if node[2] == "extension" else None
+        return _first_elements(base)
+    return None
+
+
+def first_elements(text: str, resource_type: str) -> frozenset[str] | None:
+    """Top-level JSON element names (choice elements by their name without type suffix,
+    e.g. ``value`` for ``valueQuantity``) of which a resource of ``resource_type`` must
+    have at least one for ``text`` (as :func:`compile_for_type` compiles it) to select
+    anything; None when that cannot be known from the expression.
+
+    Lets the indexer skip, without evaluating, the many parameters whose paths cannot
+    exist in a given resource (FHIRPath N1 §5.1: navigating a missing element yields
+    the empty collection, and these functions and operators map empty to empty)."""
+    branches = [
+        b for b in split_union(parse(text))
+        if root_type(b) in (None, resource_type, "Resource", "DomainResource")
+    ]
+    out: frozenset[str] = frozenset()
+    for b in branches:
+        names = _first_elements(b)
+        if names is None:
+            return None
+        out |= names
+    return out
+
+
+def element_names(key: str) -> tuple[str, ...]:
+    """The names a JSON key answers to in a member step (as ``_child`` matches): itself
+    and, for a choice element, its name without each type suffix it ends with
+    (``valueDateTime``: ``value`` and ``valueDate``)."""
+    return (key, *(key[:i] for i in range(1, len(key)) if key[i].isupper() and key[i:] in CHOICE_SUFFIXES))

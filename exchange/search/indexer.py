@@ -21,6 +21,7 @@ from sqlalchemy import Connection, Engine, select
 from exchange.db.tables import resource_current as rc
 from exchange.db.tables import resource_version as rv
 from exchange.search import values as V
+from exchange.search.fhirpath import FhirPathError, element_names, first_elements
 from exchange.search.registry import REGISTRY, Component
 from exchange.search.tables import ALL_TABLES, TABLE_BY_TYPE
 
@@ -48,8 +49,10 @@ def _rows_for(ptype: str, vals: list[Any]) -> list[dict[str, Any]]:
 
 @dataclass
 class _Plan:
-    simple: list[tuple[str, str, Callable[[Any], list[Any]]]]
-    composite: list[tuple[str, Callable[[Any], list[Any]], list[Component]]]
+    #: (code, type, compiled expression, top-level element names of which a resource
+    #: needs one for the expression to select anything; None = always evaluate)
+    simple: list[tuple[str, str, Callable[[Any], list[Any]], frozenset[str] | None]]
+    composite: list[tuple[str, Callable[[Any], list[Any]], list[Component], frozenset[str] | None]]
     generation: int
 
 
@@ -57,32 +60,63 @@ _plans: dict[str, _Plan] = {}
 _plan_lock = threading.Lock()
 
 
+def _needs(expression: str, resource_type: str) -> frozenset[str] | None:
+    try:
+        return first_elements(expression, resource_type)
+    except FhirPathError:  # pragma: no cover - fn_for compiled it, so it parses
+        return None
+
+
 def _plan(resource_type: str) -> _Plan:
     gen = REGISTRY.generation
     plan = _plans.get(resource_type)
     if plan is not None and plan.generation == gen:
         return plan
-    simple: list[tuple[str, str, Callable[[Any], list[Any]]]] = []
-    composite: list[tuple[str, Callable[[Any], list[Any]], list[Component]]] = []
+    simple: list[tuple[str, str, Callable[[Any], list[Any]], frozenset[str] | None]] = []
+    composite: list[tuple[str, Callable[[Any], list[Any]], list[Component], frozenset[str] | None]] = []
     for sp in REGISTRY.params_for(resource_type):
         fn = sp.fn_for(resource_type)
         if fn is None:
             continue
+        needs = _needs(sp.expression, resource_type)
         if sp.type == "composite":
-            composite.append((sp.code, fn, REGISTRY.components_for(sp, resource_type)))
+            composite.append((sp.code, fn, REGISTRY.components_for(sp, resource_type), needs))
         else:
-            simple.append((sp.code, sp.type, fn))
+            simple.append((sp.code, sp.type, fn, needs))
     plan = _Plan(simple, composite, gen)
     with _plan_lock:
         _plans[resource_type] = plan
     return plan
 
 
+_names_of_key: dict[str, tuple[str, ...]] = {}
+
+
+def _present(resource: dict[str, Any]) -> set[str]:
+    """The element names a member step can find at the top of ``resource``."""
+    out: set[str] = set()
+    for key in resource:
+        names = _names_of_key.get(key)
+        if names is None:
+            names = element_names(key) if isinstance(key, str) else ()
+            if len(_names_of_key) < 10_000:  # bounded: keys come from outside
+                _names_of_key[key] = names
+        out.update(names)
+    return out
+
+
 def extract(resource_type: str, resource: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    """Index rows by parameter type (each row has param, grp and the typed columns)."""
+    """Index rows by parameter type (each row has param, grp and the typed columns).
+
+    Parameters whose expression cannot select anything from this resource (none of the
+    top-level elements it starts from is present: :func:`fhirpath.first_elements`) are
+    skipped without evaluation; the rows are the same as evaluating every one."""
     out: dict[str, list[dict[str, Any]]] = {t: [] for t in TABLE_BY_TYPE}
     plan = _plan(resource_type)
-    for code, ptype, fn in plan.simple:
+    present = _present(resource)
+    for code, ptype, fn, needs in plan.simple:
+        if needs is not None and needs.isdisjoint(present):
+            continue
         vals = fn(resource)
         if not vals:
             continue
@@ -90,7 +124,9 @@ def extract(resource_type: str, resource: dict[str, Any]) -> dict[str, list[dict
             row["param"] = code + ":of-type" if row.pop("_oftype", False) else code
             row["grp"] = 0
             out[ptype].append(row)
-    for code, base_fn, comps in plan.composite:
+    for code, base_fn, comps, needs in plan.composite:
+        if needs is not None and needs.isdisjoint(present):
+            continue
         for grp, item in enumerate(base_fn(resource), start=1):
             parts = [[r for r in _rows_for(c.type, c.fn(item)) if not r.pop("_oftype", False)] for c in comps]
             if not all(parts):

@@ -18,6 +18,7 @@ import re
 import unicodedata
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any
 
 from exchange.search.fhirpath import reference_type
@@ -40,6 +41,7 @@ def clip(text: str | None) -> str | None:
     return text[:CLIP] if text is not None else None
 
 
+@lru_cache(maxsize=8192)  # the same names, codes' displays and places recur across a feed
 def normalise(text: str) -> str:
     """Case- and accent-insensitive form used by string search (casefold, strip marks)."""
     decomposed = unicodedata.normalize("NFKD", text)
