@@ -2,19 +2,26 @@
 
 ``AuditSink.record(ctx)`` returns only once the request's AuditEvent is committed to
 the database; if it cannot be written it raises :class:`exchange.outcome.Unavailable`
-(503) and the caller sends no data. To keep throughput up, one writer thread per process
-takes every queued event and appends them all with a single commit (group commit), then
-wakes the waiting requests. Several processes may write at once: each batch locks the
-chain head in the database (:func:`exchange.audit.chain.lock_head`).
+(503) and the caller sends no data.
+
+Group commit without a writer thread (leader / follower): a request queues its event
+and, if no commit is under way, becomes the leader: it takes every queued event and
+appends them all in one transaction, then wakes the others. Requests that arrive while
+a commit is under way wait; when it ends, one of those still waiting leads the next
+commit for all of them. Every event is written by a thread that is waiting for it, so
+nothing queued is left unwritten, and no hand-off to another thread is paid per
+request. Several processes may write at once: each batch locks the chain head in the
+database (:func:`exchange.audit.chain.lock_head`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import queue
 import threading
-from dataclasses import dataclass, field
+import time
+from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine
@@ -39,16 +46,9 @@ class InjectedAuditFailure(RuntimeError):
 @dataclass
 class _Pending:
     content: bytes
-    done: threading.Event = field(default_factory=threading.Event)
+    done: bool = False
     error: BaseException | None = None
     seq: int | None = None
-    callbacks: list[Any] = field(default_factory=list)
-
-    def finish(self, seq: int | None, error: BaseException | None) -> None:
-        self.seq, self.error = seq, error
-        self.done.set()
-        for cb in self.callbacks:
-            cb()
 
 
 class AuditSink:
@@ -61,10 +61,10 @@ class AuditSink:
         self.fail_writes = fail_writes
         self.batches = 0  # number of commits made (for tests and the benchmark)
         self.events_written = 0
-        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._queue: deque[_Pending] = deque()
         self._closed = False
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
+        self._leading = False  # a commit is under way
+        self._turn = threading.Condition(threading.Lock())
 
     # -- public API ---------------------------------------------------------------
     def record(self, ctx: RequestContext) -> None:
@@ -74,26 +74,11 @@ class AuditSink:
         self.record_event(event_from_context(ctx))
 
     async def record_async(self, ctx: RequestContext) -> None:
-        """:meth:`record` for async code: waits without blocking the event loop."""
+        """:meth:`record` for async code: waits in a worker thread, not on the event loop."""
         if not self.enabled:
             return
         pending = self._submit(chain.canonical(event_from_context(ctx)))
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[None] = loop.create_future()
-
-        def wake() -> None:
-            loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result(None))
-
-        with self._lock:
-            pending.callbacks.append(wake)
-            already = pending.done.is_set()
-        if already:
-            wake()
-        try:
-            await asyncio.wait_for(fut, WAIT_SECONDS)
-        except TimeoutError as exc:
-            raise Unavailable("The audit log could not record this access in time") from exc
-        self._raise_for(pending)
+        await asyncio.get_running_loop().run_in_executor(None, self._await, pending)
 
     def record_token_request(self, outcome: int | str, client_id: str | None, detail: str,
                              **kwargs: Any) -> None:
@@ -105,9 +90,7 @@ class AuditSink:
     def record_event(self, event: dict[str, Any]) -> int:
         """Append any AuditEvent dict durably; returns its sequence number."""
         pending = self._submit(chain.canonical(event))
-        if not pending.done.wait(WAIT_SECONDS):
-            raise Unavailable("The audit log could not record this access in time")
-        self._raise_for(pending)
+        self._await(pending)
         assert pending.seq is not None
         return pending.seq
 
@@ -116,50 +99,58 @@ class AuditSink:
         self.fail_writes = on
 
     def close(self) -> None:
-        """Drain the queue (everything submitted is written) and stop the writer."""
-        with self._lock:
+        """Refuse new events, write every event already queued, and return."""
+        with self._turn:
             if self._closed:
                 return
             self._closed = True
-            thread = self._thread
-        if thread is not None:
-            self._queue.put(None)
-            thread.join()
+        while True:
+            with self._turn:
+                while self._leading:
+                    self._turn.wait()
+                if not self._queue:
+                    return
+                self._leading = True
+            self._lead()
 
     # -- internals ------------------------------------------------------------------
     def _submit(self, content: bytes) -> _Pending:
         pending = _Pending(content)
-        with self._lock:
+        with self._turn:
             if self._closed:
                 raise Unavailable("The audit log is shut down")
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
-                self._thread.start()
-            self._queue.put(pending)
+            self._queue.append(pending)
         return pending
 
-    @staticmethod
-    def _raise_for(pending: _Pending) -> None:
+    def _await(self, pending: _Pending) -> None:
+        """Return once ``pending`` is written, leading commits while none is under way."""
+        deadline = time.monotonic() + WAIT_SECONDS
+        while True:
+            with self._turn:
+                while self._leading and not pending.done:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise Unavailable("The audit log could not record this access in time")
+                    self._turn.wait(remaining)
+                if pending.done:
+                    break
+                # queued and not yet taken (a leader takes events under this lock): lead
+                self._leading = True
+            self._lead()
         if pending.error is not None:
             raise Unavailable("The audit log is unavailable; no data was released") from pending.error
 
-    def _run(self) -> None:
-        stop = False
-        while not stop:
-            first = self._queue.get()
-            if first is None:
-                break
-            batch = [first]
-            while len(batch) < MAX_BATCH:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stop = True
-                    break
-                batch.append(item)
-            self._write(batch)
+    def _lead(self) -> None:
+        """Write up to MAX_BATCH queued events in one commit, then hand the lead back."""
+        try:
+            with self._turn:
+                batch = [self._queue.popleft() for _ in range(min(MAX_BATCH, len(self._queue)))]
+            if batch:
+                self._write(batch)
+        finally:
+            with self._turn:
+                self._leading = False
+                self._turn.notify_all()
 
     def _write(self, batch: list[_Pending]) -> None:
         try:
@@ -171,9 +162,9 @@ class AuditSink:
             self.events_written += len(batch)
         except BaseException as exc:  # every waiter must learn of the failure
             log.error("audit write failed: %s", exc)
-            with self._lock:
+            with self._turn:
                 for p in batch:
-                    p.finish(None, exc)
+                    p.error, p.done = exc, True
             return
         if result.checkpoint is not None:
             try:
@@ -181,6 +172,6 @@ class AuditSink:
                                      result.checkpoint["head_hash"])
             except OSError as exc:
                 log.error("audit witness file not updated: %s", exc)
-        with self._lock:
+        with self._turn:
             for p, (seq, _h) in zip(batch, result.events, strict=True):
-                p.finish(seq, None)
+                p.seq, p.done = seq, True

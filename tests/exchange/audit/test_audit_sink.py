@@ -177,3 +177,37 @@ def test_disabled_sink_writes_nothing(audit_db) -> None:  # noqa: ANN001
     s.record(make_ctx())
     s.close()
     assert _count(engine) == 0
+
+
+def test_waiting_behind_a_stuck_commit_gives_503_and_loses_nothing(audit_db, monkeypatch) -> None:  # noqa: ANN001
+    """A request waiting while another request's commit hangs is answered 503 after
+    WAIT_SECONDS; its event stays queued and is written by the next commit (here: close)."""
+    import exchange.audit.sink as sink_module
+
+    engine, settings = audit_db
+    s = AuditSink(engine, settings)
+    monkeypatch.setattr(sink_module, "WAIT_SECONDS", 0.3)
+    release = threading.Event()
+    real_write = s._write
+
+    def stuck(batch):  # noqa: ANN001, ANN202
+        release.wait(10)
+        real_write(batch)
+
+    s._write = stuck  # type: ignore[method-assign]
+    leader = threading.Thread(target=lambda: s.record(make_ctx(resource_id="first")))
+    leader.start()
+    for _ in range(500):
+        if s._leading:
+            break
+        threading.Event().wait(0.01)
+    assert s._leading
+    with pytest.raises(Unavailable):
+        s.record(make_ctx(resource_id="second"))
+    release.set()
+    leader.join()
+    s._write = real_write  # type: ignore[method-assign]
+    s.close()
+    assert _count(engine) == 2
+    result = verify(engine, settings)
+    assert result.ok, result.summary()
