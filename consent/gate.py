@@ -37,7 +37,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Engine, false, func, select
+from sqlalchemy import ColumnElement, Connection, Engine, Select, bindparam, false, func, select
 
 from consent.care_preferences import load_codes
 from consent.decisions import CARE_PREF_NOTICE, WITHHELD_NOTICE, deny, permit
@@ -60,6 +60,12 @@ from exchange.pipeline.context import RequestContext
 from exchange.pipeline.disclosure import PERMIT, Decision
 from exchange.repository.stored import StoredResource
 from exchange.settings import Settings
+
+# The directive lookups, built once (they run on every clinician request).
+_DIRECTIVES = select(consent_fact.c.rid, consent_fact.c.patient_id).where(
+    consent_fact.c.directive.is_(True)).order_by(consent_fact.c.rid)
+_ONE_PATIENT = _DIRECTIVES.where(consent_fact.c.patient_id == bindparam("pid"))
+_EVERY_PATIENT = _DIRECTIVES.where(consent_fact.c.patient_id.is_not(None))
 
 
 @dataclass
@@ -133,7 +139,7 @@ class ConsentGate:
         """The patient's in-force directives (cached on the request)."""
         st = self._state(ctx)
         if patient_id not in st.directives and not st.all_directives_loaded:
-            self._load_directives(conn, ctx, consent_fact.c.patient_id == patient_id)
+            self._load_directives(conn, ctx, _ONE_PATIENT, {"pid": patient_id})
             st.directives.setdefault(patient_id, [])
         return st.directives.get(patient_id, [])
 
@@ -141,16 +147,16 @@ class ConsentGate:
         """In-force directives of every patient who has one (loaded once per request)."""
         st = self._state(ctx)
         if not st.all_directives_loaded:
-            self._load_directives(conn, ctx, consent_fact.c.patient_id.is_not(None))
+            self._load_directives(conn, ctx, _EVERY_PATIENT)
             st.all_directives_loaded = True
         return {pid: ds for pid, ds in st.directives.items() if ds}
 
-    def _load_directives(self, conn: Connection, ctx: RequestContext, where: Any) -> None:
+    def _load_directives(self, conn: Connection, ctx: RequestContext, query: Select,
+                         params: dict[str, Any] | None = None) -> None:
         from exchange.repository.store import read_many_current
 
         st = self._state(ctx)
-        rows = conn.execute(select(consent_fact.c.rid, consent_fact.c.patient_id).where(
-            consent_fact.c.directive.is_(True), where).order_by(consent_fact.c.rid)).all()
+        rows = conn.execute(query, params or {}).all()
         fresh: dict[str, list[Directive]] = {}
         resolve = None
         for res in read_many_current(conn, [r.rid for r in rows]):

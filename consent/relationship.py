@@ -19,13 +19,14 @@ from sqlalchemy import ColumnElement, Connection, Select, and_, bindparam, false
 
 from consent.tables import consent_fact, consent_link
 
+_ORG_REFS = select(consent_fact.c.res_id).where(
+    consent_fact.c.res_type == "Organization", consent_fact.c.ods_code == bindparam("ods")
+)  # built once: executed on every clinician request
+
 
 def org_refs_for(conn: Connection, ods: str) -> list[str]:
     """``Organization/<id>`` of every Organization resource identified by this ODS code."""
-    q = select(consent_fact.c.res_id).where(
-        consent_fact.c.res_type == "Organization", consent_fact.c.ods_code == ods
-    )
-    return [f"Organization/{r}" for r in conn.execute(q).scalars()]
+    return [f"Organization/{r}" for r in conn.execute(_ORG_REFS, {"ods": ods}).scalars()]
 
 
 def _link_condition(ods: str, org_refs: list[str], cutoff: datetime,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, bindparam, select, update
 
 from exchange.auth.jws import JWSError, public_jwk, public_key_from_jwk
 from exchange.auth.tables import auth_client
@@ -143,9 +143,10 @@ def set_disabled(conn: Connection, client_id: str, disabled: bool = True) -> boo
     return result.rowcount > 0
 
 
+_IS_ACTIVE = select(auth_client.c.disabled).where(auth_client.c.client_id == bindparam("cid"))
+
+
 def is_active(conn: Connection, client_id: str) -> bool | None:
     """True active, False disabled, None not registered (one indexed lookup per request)."""
-    row = conn.execute(
-        select(auth_client.c.disabled).where(auth_client.c.client_id == client_id)
-    ).first()
+    row = conn.execute(_IS_ACTIVE, {"cid": client_id}).first()
     return None if row is None else not row.disabled
