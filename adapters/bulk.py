@@ -31,6 +31,11 @@ def lock_rows(conn: Connection, refs: list[tuple[str, str]]) -> dict[tuple[str, 
     """The current pointer rows of (type, id) pairs, locked on PostgreSQL."""
     out: dict[tuple[str, str], Any] = {}
     uniq = sorted(set(refs))
+    if conn.dialect.name == "postgresql" and uniq:
+        # one statement of constant text whatever the batch size (array parameters), so
+        # neither SQLAlchemy nor psycopg re-render and re-parse it per batch
+        rows = conn.exec_driver_sql(_PG_LOCK, ([t for t, _ in uniq], [i for _, i in uniq]))
+        return {(row.res_type, row.res_id): row for row in rows}
     for i in range(0, len(uniq), 200):
         chunk = uniq[i : i + 200]
         q = select(rc).where(tuple_(rc.c.res_type, rc.c.res_id).in_(chunk))
@@ -38,6 +43,28 @@ def lock_rows(conn: Connection, refs: list[tuple[str, str]]) -> dict[tuple[str, 
             q = q.with_for_update()
         out.update({(row.res_type, row.res_id): row for row in conn.execute(q)})
     return out
+
+
+_PG_LOCK = (
+    "SELECT c.rid, c.res_type, c.res_id, c.version_id, c.last_updated, c.deleted, c.seq "
+    "FROM resource_current c JOIN unnest(%s::text[], %s::text[]) AS u(t, i) "
+    "ON c.res_type = u.t AND c.res_id = u.i ORDER BY c.rid FOR UPDATE OF c"
+)
+_PG_NEW_CURRENT = (
+    "INSERT INTO resource_current (res_type, res_id, version_id, last_updated, deleted, seq) "
+    "SELECT u.t, u.i, 1, %s, false, 0 FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS u(t, i, n) "
+    "ORDER BY u.n RETURNING rid, res_type, res_id"
+)
+_PG_VERSIONS = (
+    "INSERT INTO resource_version (rid, res_type, res_id, version_id, last_updated, deleted, method, content) "
+    "SELECT u.r, u.t, u.i, u.v, %s, false, 'PUT', u.c "
+    "FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::int[], %s::bytea[]) WITH ORDINALITY AS u(r, t, i, v, c, n) "
+    "ORDER BY u.n RETURNING seq, rid"
+)
+_PG_POINTERS = (
+    "UPDATE resource_current AS c SET version_id = u.v, seq = u.s, last_updated = %s, deleted = false "
+    "FROM unnest(%s::bigint[], %s::int[], %s::bigint[]) AS u(r, v, s) WHERE c.rid = u.r"
+)
 
 
 def put_many(conn: Connection, resources: list[dict[str, Any]], *, when: datetime | None = None) -> list[tuple[str, str, int, bool]]:
@@ -55,7 +82,11 @@ def put_many(conn: Connection, resources: list[dict[str, Any]], *, when: datetim
     current = lock_rows(conn, refs)
     new_refs = [ref for ref in refs if ref not in current]
     rids: dict[tuple[str, str], int] = {ref: current[ref].rid for ref in refs if ref in current}
-    if new_refs:
+    pg = conn.dialect.name == "postgresql"
+    if new_refs and pg:
+        rows = conn.exec_driver_sql(_PG_NEW_CURRENT, (when, [t for t, _ in new_refs], [i for _, i in new_refs])).all()
+        rids.update({(r.res_type, r.res_id): r.rid for r in rows})
+    elif new_refs:
         rows = conn.execute(
             insert(rc).returning(rc.c.rid, rc.c.res_type, rc.c.res_id, sort_by_parameter_order=True),
             [{"res_type": t, "res_id": i, "version_id": 1, "last_updated": when, "deleted": False, "seq": 0}
@@ -73,6 +104,17 @@ def put_many(conn: Connection, resources: list[dict[str, Any]], *, when: datetim
                              "last_updated": when, "deleted": False, "method": "PUT",
                              "content": canonical_bytes(res)})
         out.append((ref[0], ref[1], version, cur is None or bool(cur.deleted)))
+    if pg:  # constant statement texts with array parameters (see lock_rows)
+        seq_of = dict((rid, seq) for seq, rid in conn.exec_driver_sql(_PG_VERSIONS, (
+            when, [vr["rid"] for vr in version_rows], [vr["res_type"] for vr in version_rows],
+            [vr["res_id"] for vr in version_rows], [vr["version_id"] for vr in version_rows],
+            [vr["content"] for vr in version_rows])))
+        conn.exec_driver_sql(_PG_POINTERS, (when, [vr["rid"] for vr in version_rows],
+                                            [vr["version_id"] for vr in version_rows],
+                                            [seq_of[vr["rid"]] for vr in version_rows]))
+        _index(conn, [(rids[ref], res) for res, ref in zip(resources, refs, strict=True)],
+               fresh={rids[r] for r in new_refs})
+        return out
     seqs = conn.execute(insert(rv).returning(rv.c.seq, sort_by_parameter_order=True), version_rows).scalars().all()
     pointers = [(vr["rid"], vr["version_id"], seq) for vr, seq in zip(version_rows, seqs, strict=True)]
     for i in range(0, len(pointers), 200):  # one UPDATE per 200 rows (CASE), not one per row
@@ -93,6 +135,10 @@ def _index(conn: Connection, items: list[tuple[int, dict[str, Any]]], fresh: set
     :func:`exchange.search.indexer.index_resource` writes, without per-row statement
     processing."""
     old = sorted(rid for rid, _ in items if rid not in fresh)
+    if old and conn.dialect.name == "postgresql":
+        for table in ALL_TABLES:
+            conn.exec_driver_sql(f"DELETE FROM {table.name} WHERE rid = ANY(%s::bigint[])", (old,))
+        old = []
     for table in ALL_TABLES:
         for i in range(0, len(old), 500):
             conn.execute(delete(table).where(table.c.rid.in_(old[i : i + 500])))

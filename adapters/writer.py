@@ -79,6 +79,11 @@ def read_current(conn: Connection, refs: list[tuple[str, str]]) -> dict[tuple[st
     """Current version, deleted flag and content of (type, id) pairs, in few queries."""
     out: dict[tuple[str, str], Current] = {}
     uniq = sorted(set(refs))
+    if conn.dialect.name == "postgresql" and uniq:  # one constant statement (array parameters)
+        for row in conn.exec_driver_sql(_PG_READ_CURRENT, ([t for t, _ in uniq], [i for _, i in uniq])):
+            data = orjson.loads(row.content) if row.content is not None else None
+            out[(row.res_type, row.res_id)] = Current(row.version_id, bool(row.deleted), data)
+        return out
     for i in range(0, len(uniq), 200):
         chunk = uniq[i : i + 200]
         q = (
@@ -90,6 +95,13 @@ def read_current(conn: Connection, refs: list[tuple[str, str]]) -> dict[tuple[st
             data = orjson.loads(row.content) if row.content is not None else None
             out[(row.res_type, row.res_id)] = Current(row.version_id, bool(row.deleted), data)
     return out
+
+
+_PG_READ_CURRENT = (
+    "SELECT c.res_type, c.res_id, c.version_id, c.deleted, v.content FROM resource_current c "
+    "JOIN unnest(%s::text[], %s::text[]) AS u(t, i) ON c.res_type = u.t AND c.res_id = u.i "
+    "JOIN resource_version v ON v.seq = c.seq"
+)
 
 
 def same_content(stored: dict[str, Any] | None, new: dict[str, Any]) -> bool:
