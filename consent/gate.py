@@ -61,11 +61,13 @@ from exchange.pipeline.disclosure import PERMIT, Decision
 from exchange.repository.stored import StoredResource
 from exchange.settings import Settings
 
-# The directive lookups, built once (they run on every clinician request).
-_DIRECTIVES = select(consent_fact.c.rid, consent_fact.c.patient_id).where(
-    consent_fact.c.directive.is_(True)).order_by(consent_fact.c.rid)
+# The directive lookups, built once (they run on every clinician request). Both are
+# range scans of ix_consent_fact_directive_patient: "patient_id > ''" rather than IS NOT
+# NULL (ids are never empty), and no ORDER BY (rows are sorted here), because either of
+# those made SQLite scan the whole table instead (1.3 ms at 28,000 resources, growing).
+_DIRECTIVES = select(consent_fact.c.rid, consent_fact.c.patient_id).where(consent_fact.c.directive.is_(True))
 _ONE_PATIENT = _DIRECTIVES.where(consent_fact.c.patient_id == bindparam("pid"))
-_EVERY_PATIENT = _DIRECTIVES.where(consent_fact.c.patient_id.is_not(None))
+_EVERY_PATIENT = _DIRECTIVES.where(consent_fact.c.patient_id > "")
 
 
 @dataclass
@@ -156,7 +158,7 @@ class ConsentGate:
         from exchange.repository.store import read_many_current
 
         st = self._state(ctx)
-        rows = conn.execute(query, params or {}).all()
+        rows = sorted(conn.execute(query, params or {}).all(), key=lambda r: r.rid)
         fresh: dict[str, list[Directive]] = {}
         resolve = None
         for res in read_many_current(conn, [r.rid for r in rows]):

@@ -43,8 +43,8 @@ def hidden_condition(gate: ConsentGate, conn: Connection, ctx: RequestContext) -
             and_(about_patient, f.c.patient_id != (req.patient_id or "")),
             f.c.not_for_patient.is_(True),
         )
-    directive_patients = select(f.c.patient_id).where(
-        f.c.directive.is_(True), f.c.patient_id.is_not(None)).scalar_subquery()
+    directive_patients = select(f.c.patient_id).where(  # an index range, see consent/gate.py
+        f.c.directive.is_(True), f.c.patient_id > "").scalar_subquery()
     restricted = and_(f.c.restricted.is_(True), about_patient,
                       f.c.patient_id.not_in(directive_patients))
     reference = f.c.res_type.in_(sorted(pol.non_patient_types))
