@@ -43,6 +43,7 @@ from sqlalchemy import (
     false,
     func,
     literal,
+    literal_column,
     not_,
     or_,
     select,
@@ -80,13 +81,16 @@ class QueryContext:
 
     @property
     def correlate(self) -> bool:
-        """Whether non-driving criteria become correlated probes (SQLite; see the module doc)."""
-        return self.conn.dialect.name == "sqlite"
+        """Whether non-driving criteria become correlated probes (module doc)."""
+        return True
 
-    @property
-    def steer(self) -> bool:
-        """Whether index choices are steered with unary ``+`` (SQLite's idiom; module doc)."""
-        return self.correlate and self.conn.dialect.name == "sqlite"
+    def unindexed(self, col: Any) -> Any:
+        """``col`` in a form no index matches: SQLite's no-op unary ``+``
+        (sqlite.org/optoverview.html, "Disqualifying WHERE clause terms using unary-+"), on
+        PostgreSQL (no unary ``+`` for text) the concatenation with ``''``."""
+        if self.is_pg:
+            return col.op("||", return_type=col.type)(literal_column("''"))
+        return UnaryExpression(col, operator=operators.custom_op("+"), type_=col.type)
 
 
 class _Unknown(Exception):
@@ -119,12 +123,6 @@ def _same_param(types: list[str], code: str) -> SearchParam:
     return sps[0]  # type: ignore[return-value]
 
 
-def unindexed(col: Any) -> Any:
-    """``col`` behind SQLite's no-op unary ``+``: a term on it cannot select an index
-    (only used on SQLite: PostgreSQL has no unary ``+`` for text)."""
-    return UnaryExpression(col, operator=operators.custom_op("+"), type_=col.type)
-
-
 #: the leading columns of the index tables' value indexes (``(res_type, param, ...)``,
 #: ``search_reference (target_id, target_type)``) and of ``resource_current (res_type, res_id)``
 _LEADING = frozenset({"res_type", "target_id"})
@@ -133,15 +131,17 @@ _LEADING = frozenset({"res_type", "target_id"})
 def _probe_view(qc: QueryContext, t: Any, correlated: bool) -> Any:
     """``t`` as the conditions of a correlated probe see it: leading index columns
     :func:`unindexed`, so the probe can only go through the ``rid`` index / rowid."""
-    if not (correlated and qc.steer):
+    if not correlated:
         return t
-    return SimpleNamespace(c=SimpleNamespace(**{c.key: unindexed(c) if c.key in _LEADING else c for c in t.c}))
+    return SimpleNamespace(c=SimpleNamespace(**{c.key: qc.unindexed(c) if c.key in _LEADING else c for c in t.c}))
 
 
-def _member(rid_col: Any, sub: Any, sub_rid: Any, correlated: bool) -> ColumnElement[bool]:
+def _member(qc: QueryContext, rid_col: Any, sub: Any, sub_rid: Any, correlated: bool) -> ColumnElement[bool]:
     """``rid_col`` is one of the rids ``sub`` selects (``sub_rid``): ``IN`` or a correlated ``EXISTS``."""
     if correlated:
-        return sub.where(sub_rid == rid_col).exists()
+        sub = sub.where(sub_rid == rid_col)
+        # OFFSET 0 keeps PostgreSQL from flattening the probe into a join it may reorder
+        return (sub.offset(literal_column("0")) if qc.is_pg else sub).exists()
     return rid_col.in_(sub)
 
 
@@ -201,7 +201,7 @@ def criteria_conditions(
         correlated = qc.correlate and (driven or (len(criteria) > 1 and i != driver))
         try:
             out.append(criterion_cond(qc, types, crit.name, crit.values, rid_col, correlated=correlated))
-            if not correlated and selectivity_rank(types, crit) is not None:
+            if qc.correlate and not correlated and selectivity_rank(types, crit) is not None:
                 qc.driver = True
         except _Unknown as exc:
             msg = f"Unknown or unsupported search parameter {crit.name!r} for {','.join(types) or 'system'}"
@@ -228,7 +228,7 @@ def criterion_cond(qc: QueryContext, types: list[str], name: str, values: list[s
         a = rc.alias()
         av = _probe_view(qc, a, correlated)
         ids = select(a.c.rid).where(av.c.res_type.in_(types), av.c.res_id.in_(values))
-        return _member(rid_col, ids, a.c.rid, correlated)
+        return _member(qc, rid_col, ids, a.c.rid, correlated)
     sp = _same_param(types, code)
     if chain:
         if sp.type != "reference":
@@ -241,14 +241,14 @@ def criterion_cond(qc: QueryContext, types: list[str], name: str, values: list[s
         codes = [f"{code}$0"] if sp.type == "composite" else [code]
         tv = _probe_view(qc, table, correlated)
         has = select(table.c.rid).where(tv.c.res_type.in_(types), tv.c.param.in_(codes))
-        present = _member(rid_col, has, table.c.rid, correlated)
+        present = _member(qc, rid_col, has, table.c.rid, correlated)
         return not_(present) if values[0] == "true" else present
     type_modifier = sp.type == "reference" and bool(modifier) and modifier[:1].isupper()
     if modifier and modifier not in C.MODIFIERS.get(sp.type, set()) and not type_modifier:
         raise Invalid(f"modifier :{modifier} is not supported on {code}", code="not-supported", expression=name)
     if sp.type == "composite":
         subs = [_composite_subquery(qc, types, sp, v, name, correlated) for v in values]
-        return or_(*(_member(rid_col, sub, first_rid, correlated) for sub, first_rid in subs))
+        return or_(*(_member(qc, rid_col, sub, first_rid, correlated) for sub, first_rid in subs))
     t = TABLE_BY_TYPE[sp.type].alias()
     tv = _probe_view(qc, t, correlated)
     conds = [_value_cond(qc, sp, tv, v, modifier, name) for v in values]
@@ -256,8 +256,8 @@ def criterion_cond(qc: QueryContext, types: list[str], name: str, values: list[s
     sub = select(t.c.rid).where(tv.c.res_type.in_(types) if len(types) > 1 else tv.c.res_type == types[0],
                                 tv.c.param == param, or_(*conds))
     if modifier == "not":
-        return not_(_member(rid_col, sub, t.c.rid, correlated))
-    return _member(rid_col, sub, t.c.rid, correlated)
+        return not_(_member(qc, rid_col, sub, t.c.rid, correlated))
+    return _member(qc, rid_col, sub, t.c.rid, correlated)
 
 
 def _value_cond(qc: QueryContext, sp: SearchParam, t: Any, v: str, modifier: str | None, name: str) -> ColumnElement[bool]:
@@ -320,7 +320,7 @@ def _chain_cond(
         .where(_probe_view(qc, r, correlated).c.res_type.in_(types), r.c.param == sp.code, tgt.c.deleted.is_(False),
                or_(*per_type))
     )
-    return _member(rid_col, sub, r.c.rid, correlated)
+    return _member(qc, rid_col, sub, r.c.rid, correlated)
 
 
 def _has_cond(qc: QueryContext, types: list[str], name: str, values: list[str], rid_col: Any,
@@ -344,7 +344,7 @@ def _has_cond(qc: QueryContext, types: list[str], name: str, values: list[str], 
         .where(_probe_view(qc, tgt, correlated).c.res_type.in_(types), r.c.res_type == src_type, r.c.param == ref_code,
                r.c.rid.in_(sources))
     )
-    return _member(rid_col, sub, tgt.c.rid, correlated)
+    return _member(qc, rid_col, sub, tgt.c.rid, correlated)
 
 
 def compartment_cond(types: list[str], compartment: tuple[str, str], rid_col: Any) -> ColumnElement[bool]:

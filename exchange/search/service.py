@@ -35,7 +35,6 @@ from exchange.search.query import (
     gate_cond,
     keyset_cond,
     sort_expression,
-    unindexed,
 )
 from exchange.search.registry import SERVED_TYPES
 from exchange.settings import Settings
@@ -61,8 +60,8 @@ def _base_conditions(qc: QueryContext, types: list[str], req: SearchRequest,
     conds: list[Any] = criteria_conditions(qc, types, req.criteria, rc.c.rid, driven=compartment is not None)
     if compartment is not None:
         conds.append(compartment_cond(types, compartment, rc.c.rid))
-    # with a driving rid list, keep SQLite off the (res_type, res_id) index (query.py module doc)
-    res_type = unindexed(rc.c.res_type) if qc.steer and (qc.driver or compartment) else rc.c.res_type
+    # with a driving rid list, keep the planner off the (res_type, res_id) index (query.py module doc)
+    res_type = qc.unindexed(rc.c.res_type) if qc.correlate and (qc.driver or compartment) else rc.c.res_type
     conds[:0] = [res_type.in_(types) if len(types) > 1 else res_type == types[0], rc.c.deleted.is_(False)]
     g = gate_cond(qc, types, rc.c.res_type, rc.c.rid)
     if g is not None:

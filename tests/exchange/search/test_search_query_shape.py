@@ -4,6 +4,7 @@ and the disclosure gate's narrowing must be the same in either form."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -95,29 +96,59 @@ def _main_statement(sx: Any, rtype: str, q: str) -> tuple[str, Any]:
     return seen[0]
 
 
-@pytest.mark.parametrize("q", [
+_ORDERS = [
     "patient=Patient/p1&code=http://loinc.org|8867-4&date=ge2024-01-01",
     "date=ge2024-01-01&code=http://loinc.org|8867-4&patient=Patient/p1",
-])
+]
+
+
+@pytest.mark.parametrize("q", _ORDERS)
 def test_sqlite_plan_materialises_only_the_driving_criterion(sx, q):
     if sx.engine.dialect.name != "sqlite":
-        pytest.skip("PostgreSQL plans IN-subqueries as semi-joins by its statistics")
+        pytest.skip("SQLite plan")
     statement, params = _main_statement(sx, "Observation", q)
-    with read_tx(sx.engine) as conn:
+    with read_tx(sx.engine) as conn:  # the fixture database has no ANALYZE statistics
         plan = [row[3] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, params)]
+    assert plan[0] == "SEARCH resource_current USING INTEGER PRIMARY KEY (rowid=?)", plan
     lists = [i for i, step in enumerate(plan) if step.startswith("LIST SUBQUERY")]
     assert len(lists) == 1, plan  # before: one materialised list per criterion
     assert "search_reference" in plan[lists[0] + 1], plan  # the patient drives, whatever the order
-    probes = [step for step in plan if step.startswith("CORRELATED")]
+    probes = [i for i, step in enumerate(plan) if step.startswith("CORRELATED")]
     assert len(probes) == 2, plan
-    assert all("_rid (rid=?)" in plan[plan.index(p) + 1] for p in probes), plan
+    assert all(plan[i + 1].endswith("_rid (rid=?)") for i in probes), plan
 
 
-def test_postgresql_keeps_the_in_form(sx):
+@pytest.mark.parametrize("q", _ORDERS)
+def test_postgresql_generic_plan_probes_through_the_rid_index(sx, q):
+    """psycopg prepares a statement after 5 executions and PostgreSQL then may switch to a
+    generic plan (values unknown): before, that plan drove the search from every row of
+    the code (12-19 ms at 1,000 patients against 0.5 ms)."""
     if sx.engine.dialect.name != "postgresql":
-        pytest.skip("PostgreSQL only")
-    statement, _ = _main_statement(sx, "Observation", "patient=Patient/p1&code=8867-4&date=ge2024-01-01")
-    assert "EXISTS" not in statement and statement.count(" IN (") == 3
+        pytest.skip("PostgreSQL plan")
+    from psycopg import sql as pgsql
+
+    statement, params = _main_statement(sx, "Observation", q)
+    assert statement.count("EXISTS") == 2 and statement.count("OFFSET 0") == 2
+    raw = sx.engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        cur.execute("SET plan_cache_mode = force_generic_plan")
+        cur.execute("SET enable_seqscan = off")  # the fixture tables are a few pages
+        names = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", statement)))
+        sql = re.sub(r"%\((\w+)\)s", lambda m: f"${names.index(m.group(1)) + 1}", statement)
+        cur.execute(f"PREPARE shape_probe AS {sql}")
+        args = pgsql.SQL(", ").join(pgsql.Literal(params[n]) for n in names)
+        cur.execute(pgsql.SQL("EXPLAIN EXECUTE shape_probe({})").format(args))
+        plan = "\n".join(r[0] for r in cur.fetchall())
+        cur.execute("DEALLOCATE shape_probe")
+    finally:
+        raw.rollback()
+        raw.close()
+    assert "Semi Join" not in plan and plan.count("SubPlan") >= 2, plan
+    driver = plan[: plan.index("SubPlan")]
+    assert "on search_reference" in driver and "search_token" not in driver and "search_date" not in driver, plan
+    for table in ("search_token", "search_date"):
+        assert f"ix_{table}_rid on {table}" in plan, plan
 
 
 def _rank(types: list[str], name: str, value: str) -> int | None:
