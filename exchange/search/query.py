@@ -9,24 +9,26 @@ composites (search.html#composite), ``:missing``, ``:not``, compartments
 gate's ``sql_filter`` is ANDed into every subquery that selects other resources too
 (chain targets, ``_has`` sources), so a condition can only be met by visible resources.
 
-Shape of the criteria on SQLite. SQLite evaluates an uncorrelated ``rid IN (subquery)``
-by materialising the whole subquery, so three ANDed criteria of
-``Observation?patient=P&code=C&date=geD`` built every Observation row with that code and
-every date row after D (15 ms) to keep the one Observation of P. When several criteria
-are ANDed (or a compartment already narrows the rows), SQLite gets one *driver*, the
-criterion expected to be the most selective (:func:`selectivity_rank`) as ``rid IN
-(subquery)``, and every other criterion as a correlated ``EXISTS`` probe on the index
-table's ``rid`` index (``NOT EXISTS`` for ``:not`` / ``:missing=true``), so the work is
-proportional to the driver's rows (0.02 ms for that search). The conditions are
-logically the same (``rid`` is never NULL, so ``NOT IN`` and ``NOT EXISTS`` agree).
-Without ``ANALYZE`` statistics SQLite would rather probe through the
-``(res_type, param, value...)`` index (more equality terms) and scan the whole type on
-``resource_current (res_type, res_id)``; so inside a probe, and on ``resource_current``
-when a driver exists, the leading columns of those indexes sit behind the no-op unary
-``+`` (sqlite.org/optoverview.html, "Disqualifying WHERE clause terms using unary-+"),
-which leaves the ``rid`` index and the rowid as the only access paths there.
-PostgreSQL keeps the ``IN`` form: its planner flattens ``IN`` into semi-joins and
-orders them by its statistics (docs/search.md, "Query plans").
+Shape of the criteria (both databases). An uncorrelated ``rid IN (subquery)`` per
+criterion let the database pick the order, and it picked badly: SQLite materialises
+every such subquery, so ``Observation?patient=P&code=C&date=geD`` built every
+Observation row with code C and every date row after D (15 ms) to keep the one
+Observation of P; PostgreSQL, once psycopg has prepared the statement (after 5
+executions) and the planner has switched to a generic plan (values unknown), estimated
+the code lookup at one row and drove from it (12-19 ms). So when several criteria are
+ANDed (or a compartment already narrows the rows) exactly one, the *driver*, the
+criterion expected to be the most selective (:func:`selectivity_rank`), stays ``rid IN
+(subquery)``; every other criterion is a correlated ``EXISTS`` probe (``NOT EXISTS``
+for ``:not`` / ``:missing=true``) answered through the index table's ``rid`` index, so
+the work is proportional to the driver's rows (0.02-0.2 ms for that search). The
+conditions are logically the same (``rid`` is never NULL, so ``NOT IN`` and ``NOT
+EXISTS`` agree). To keep each database on that plan whatever its statistics: inside a
+probe, and on ``resource_current`` when a driver exists, the leading columns of the
+other indexes (``res_type``, ``target_id``) are wrapped so no index matches them
+(:meth:`QueryContext.unindexed`: SQLite's unary ``+``, sqlite.org/optoverview.html
+"Disqualifying WHERE clause terms using unary-+"; ``|| ''`` on PostgreSQL), and on
+PostgreSQL a probe carries ``OFFSET 0``, which stops the planner from flattening it
+into a semi-join it could reorder. docs/search.md ("Query plans") shows both plans.
 """
 
 from __future__ import annotations
@@ -81,7 +83,8 @@ class QueryContext:
 
     @property
     def correlate(self) -> bool:
-        """Whether non-driving criteria become correlated probes (module doc)."""
+        """Whether non-driving criteria become correlated probes (module doc); always, the
+        switch lets the tests compare the results of both forms."""
         return True
 
     def unindexed(self, col: Any) -> Any:
