@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl
 from sqlalchemy import ColumnElement, Connection, and_, false, not_, or_, select
 
 from consent.directives import combine, is_uniform, restrictions_for
-from consent.relationship import org_refs_for, related_patients
+from consent.relationship import org_refs_for, unrelated
 from consent.tables import consent_fact
 from exchange.pipeline.context import RequestContext
 
@@ -80,8 +80,7 @@ def hidden_condition(gate: ConsentGate, conn: Connection, ctx: RequestContext) -
         if st.org_refs is None:
             st.org_refs = org_refs_for(conn, ods) if ods else []
         cutoff = st.now - timedelta(days=gate.settings.relationship_lookback_days)
-        related = related_patients(ods, st.org_refs, cutoff, pol.relationship_links)
-        conds.append(and_(about_patient, f.c.patient_id.not_in(related.scalar_subquery())))
+        conds.append(and_(about_patient, unrelated(ods, st.org_refs, cutoff, pol.relationship_links, f.c.patient_id)))
     return or_(*conds)
 
 

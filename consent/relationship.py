@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from functools import lru_cache
 
-from sqlalchemy import ColumnElement, Connection, Select, and_, bindparam, false, or_, select
+from sqlalchemy import ColumnElement, Connection, Select, and_, bindparam, exists, or_, select, true
 
 from consent.tables import consent_fact, consent_link
 
@@ -38,12 +38,19 @@ def _link_condition(ods: str, org_refs: list[str], cutoff: datetime,
     return and_(who, when, consent_link.c.kind.in_(sorted(kinds)))
 
 
-def related_patients(ods: str | None, org_refs: list[str], cutoff: datetime,
-                     kinds: frozenset[str]) -> Select:
-    """A subquery of the ids of patients this organisation has a relationship with."""
+def unrelated(ods: str | None, org_refs: list[str], cutoff: datetime, kinds: frozenset[str],
+              patient_id: ColumnElement[str]) -> ColumnElement[bool]:
+    """True where ``patient_id`` has no qualifying link to this organisation.
+
+    A correlated NOT EXISTS probing ``ix_consent_link_patient_id`` for each candidate,
+    not ``NOT IN (every patient the organisation is linked to)``: that list is as long
+    as the organisation's caseload (a GP practice: thousands) and PostgreSQL hashed it
+    on every query, so the cost of every clinician's search grew with the practice.
+    """
     if not ods:
-        return select(consent_link.c.patient_id).where(false())
-    return select(consent_link.c.patient_id).where(_link_condition(ods, org_refs, cutoff, kinds))
+        return true()
+    return ~exists().where(consent_link.c.patient_id == patient_id,
+                           _link_condition(ods, org_refs, cutoff, kinds))
 
 
 @lru_cache(maxsize=16)

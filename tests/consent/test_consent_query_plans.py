@@ -37,3 +37,21 @@ def _plan(engine, statement) -> str:  # noqa: ANN001
 def test_directive_lookups_use_the_directive_index(analysed, statement, params) -> None:  # noqa: ANN001
     plan = _plan(analysed, statement.params(**params))
     assert "ix_consent_fact_directive_patient" in plan and "SCAN consent_fact" not in plan, plan
+
+
+def test_relationship_narrowing_probes_each_candidate_patient() -> None:
+    """No care relationship is tested per candidate (correlated on patient_id, using
+    ix_consent_link_patient_id), never as NOT IN the organisation's whole caseload, which
+    PostgreSQL hashed on every query: a GP practice's every search grew with its list."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import select
+    from sqlalchemy.dialects import postgresql
+
+    from consent.relationship import unrelated
+
+    cond = unrelated("N82001", ["Organization/o1"], datetime(2025, 1, 1, tzinfo=UTC),
+                     frozenset({"registered_gp"}), consent_fact.c.patient_id)
+    sql = str(select(consent_fact.c.rid).where(cond).compile(dialect=postgresql.dialect()))
+    assert "NOT (EXISTS" in sql and "consent_link.patient_id = consent_fact.patient_id" in sql, sql
+    assert " NOT IN " not in sql, sql
