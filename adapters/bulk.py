@@ -16,12 +16,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, case, delete, insert, select, tuple_, update
+from sqlalchemy import Connection, delete, select, tuple_
 
 from consent.facts import index_facts_many
 from exchange.db.tables import resource_current as rc
 from exchange.db.tables import resource_version as rv
-from exchange.repository.bulkrows import insert_rows
+from exchange.repository.bulkrows import insert_rows, sqlite_value
 from exchange.repository.store import canonical_bytes, fhir_instant, now_utc
 from exchange.search import indexer
 from exchange.search.tables import ALL_TABLES, TABLE_BY_TYPE
@@ -86,13 +86,10 @@ def put_many(conn: Connection, resources: list[dict[str, Any]], *, when: datetim
     if new_refs and pg:
         rows = conn.exec_driver_sql(_PG_NEW_CURRENT, (when, [t for t, _ in new_refs], [i for _, i in new_refs])).all()
         rids.update({(r.res_type, r.res_id): r.rid for r in rows})
-    elif new_refs:
-        rows = conn.execute(
-            insert(rc).returning(rc.c.rid, rc.c.res_type, rc.c.res_id, sort_by_parameter_order=True),
-            [{"res_type": t, "res_id": i, "version_id": 1, "last_updated": when, "deleted": False, "seq": 0}
-             for t, i in new_refs],
-        ).all()
-        rids.update({(r.res_type, r.res_id): r.rid for r in rows})
+    elif new_refs:  # SQLite: the driver's executemany, then the new rids by key
+        insert_rows(conn, rc, ("res_type", "res_id", "version_id", "last_updated", "deleted", "seq"),
+                    [(t, i, 1, when, False, 0) for t, i in new_refs])
+        rids.update({ref: row.rid for ref, row in lock_rows(conn, new_refs).items()})
     version_rows = []
     out: list[tuple[str, str, int, bool]] = []
     for res, ref in zip(resources, refs, strict=True):
@@ -115,14 +112,21 @@ def put_many(conn: Connection, resources: list[dict[str, Any]], *, when: datetim
         _index(conn, [(rids[ref], res) for res, ref in zip(resources, refs, strict=True)],
                fresh={rids[r] for r in new_refs})
         return out
-    seqs = conn.execute(insert(rv).returning(rv.c.seq, sort_by_parameter_order=True), version_rows).scalars().all()
-    pointers = [(vr["rid"], vr["version_id"], seq) for vr, seq in zip(version_rows, seqs, strict=True)]
-    for i in range(0, len(pointers), 200):  # one UPDATE per 200 rows (CASE), not one per row
-        chunk = pointers[i : i + 200]
-        conn.execute(update(rc).where(rc.c.rid.in_([r for r, _, _ in chunk])).values(
-            version_id=case({r: v for r, v, _ in chunk}, value=rc.c.rid),
-            seq=case({r: q for r, _, q in chunk}, value=rc.c.rid),
-            last_updated=when, deleted=False))
+    # SQLite (in-process): one prepared INSERT and UPDATE stepped per row by the driver;
+    # the new versions' seqs are read back by (rid, version), unique per resource
+    insert_rows(conn, rv, _VERSION_COLS, [tuple(vr[c] for c in _VERSION_COLS) for vr in version_rows])
+    seq_of: dict[tuple[int, int], int] = {}
+    all_rids = [vr["rid"] for vr in version_rows]
+    for i in range(0, len(all_rids), 500):
+        chunk = all_rids[i : i + 500]
+        got = conn.exec_driver_sql(
+            f"SELECT seq, rid, version_id FROM resource_version WHERE rid IN ({', '.join('?' * len(chunk))})",
+            tuple(chunk))
+        seq_of.update({(rid, v): seq for seq, rid, v in got})
+    stamp_db = sqlite_value(conn, rc, "last_updated", when)
+    conn.exec_driver_sql(
+        "UPDATE resource_current SET version_id = ?, seq = ?, last_updated = ?, deleted = 0 WHERE rid = ?",
+        [(vr["version_id"], seq_of[(vr["rid"], vr["version_id"])], stamp_db, vr["rid"]) for vr in version_rows])
     _index(conn, [(rids[ref], res) for res, ref in zip(resources, refs, strict=True)], fresh={rids[r] for r in new_refs})
     return out
 
@@ -155,6 +159,7 @@ def _index(conn: Connection, items: list[tuple[int, dict[str, Any]]], fresh: set
         insert_rows(conn, TABLE_BY_TYPE[ptype], ("rid", "res_type", "param", "grp", *_VALUE_COLS[ptype]), rows)
 
 
+_VERSION_COLS = ("rid", "res_type", "res_id", "version_id", "last_updated", "deleted", "method", "content")
 _VALUE_COLS: dict[str, tuple[str, ...]] = {
     ptype: tuple(c.name for c in table.columns if c.name not in ("rid", "res_type", "param", "grp"))
     for ptype, table in TABLE_BY_TYPE.items()

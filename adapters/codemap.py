@@ -100,13 +100,16 @@ class ConceptMapIndex:
 
 
 def _codeable_concepts(node: Any, path: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every CodeableConcept (an object with a ``coding`` array) with its path, in
+    document order; scalars are not visited (only objects and arrays can hold one)."""
     if isinstance(node, dict):
         if isinstance(node.get("coding"), list):
             yield path or ".", node
         for key, value in node.items():
-            if key in ("coding", "contained", "meta"):
+            if key in ("coding", "contained", "meta") or not isinstance(value, dict | list):
                 continue
             yield from _codeable_concepts(value, f"{path}.{key}" if path else key)
     elif isinstance(node, list):
         for i, item in enumerate(node):
-            yield from _codeable_concepts(item, f"{path}[{i}]")
+            if isinstance(item, dict | list):
+                yield from _codeable_concepts(item, f"{path}[{i}]")

@@ -193,12 +193,13 @@ class Run:
         resolutions = resolve_people(conn, ss, patients)
         people = dict(self.people)
         people.update({r.local_key: r.patient_id for r in resolutions})
-        wanted = {ref for s in live for ref in patient_keys(s.resources)} - set(people)
+        keys_of = [patient_keys(s.resources) for s in live]  # one walk per record
+        wanted = {ref for keys in keys_of for ref in keys if ref not in people}
         wanted |= {k for s in live for m in s.merges for k in (m.survivor, m.merged)} - set(people)
         if wanted:
             people.update(known_people(conn, ss, sorted(wanted)))
-        for s in live:
-            missing = sorted(patient_keys(s.resources) - set(people))
+        for s, keys in zip(live, keys_of, strict=True):
+            missing = sorted(k for k in keys if k not in people)
             if missing:
                 s.rejected = True
                 self._reject(s.record, "reference", f"Patient/{missing[0]} is not a person this source has sent", "subject")

@@ -29,19 +29,33 @@ def patient_keys(resources: list[dict[str, Any]]) -> set[str]:
 def rewrite_refs(node: Any, fn: Any, dry: bool = False) -> None:
     """Apply ``fn(type, local key) -> stored id`` to every relative literal reference."""
     if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "reference" and isinstance(value, str):
-                parts = value.split("/")
-                if len(parts) == 2 and parts[0][:1].isupper() and parts[1] and ":" not in value:
-                    if parts[1].startswith("@"):
-                        if not dry:
-                            node[key] = f"{parts[0]}/{parts[1][1:]}"
-                    else:
-                        new = fn(parts[0], parts[1])
-                        if not dry:
-                            node[key] = f"{parts[0]}/{new}"
-            elif isinstance(value, dict | list):
-                rewrite_refs(value, fn, dry)
+        _refs_in_object(node, fn, dry)
     elif isinstance(node, list):
-        for item in node:
-            rewrite_refs(item, fn, dry)
+        _refs_in_array(node, fn, dry)
+
+
+def _refs_in_object(node: dict[str, Any], fn: Any, dry: bool) -> None:
+    for key, value in node.items():
+        if key == "reference" and isinstance(value, str):
+            parts = value.split("/")
+            if len(parts) == 2 and parts[0][:1].isupper() and parts[1] and ":" not in value:
+                if parts[1].startswith("@"):
+                    if not dry:
+                        node[key] = f"{parts[0]}/{parts[1][1:]}"
+                else:
+                    new = fn(parts[0], parts[1])
+                    if not dry:
+                        node[key] = f"{parts[0]}/{new}"
+        elif isinstance(value, dict):
+            _refs_in_object(value, fn, dry)
+        elif isinstance(value, list):
+            _refs_in_array(value, fn, dry)
+
+
+def _refs_in_array(node: list[Any], fn: Any, dry: bool) -> None:
+    # only objects and arrays can hold a reference: scalars are not visited
+    for item in node:
+        if isinstance(item, dict):
+            _refs_in_object(item, fn, dry)
+        elif isinstance(item, list):
+            _refs_in_array(item, fn, dry)

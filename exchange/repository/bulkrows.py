@@ -41,6 +41,12 @@ def insert_rows(conn: Connection, table: Table, columns: Sequence[str], rows: Se
         _executemany(conn, table, columns, rows)
 
 
+def sqlite_value(conn: Connection, table: Table, column: str, value: Any) -> Any:
+    """``value`` as a Core statement would bind it to ``table.column`` on this dialect."""
+    proc = table.c[column].type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+    return proc(value) if proc is not None and value is not None else value
+
+
 def _executemany(conn: Connection, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
     key = (table.name, tuple(columns))
     procs = _sqlite_procs.get(key)
