@@ -33,6 +33,9 @@ and ``ctx.break_glass_used`` when break-glass actually unlocked something.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -68,6 +71,7 @@ from exchange.settings import Settings
 _DIRECTIVES = select(consent_fact.c.rid, consent_fact.c.patient_id).where(consent_fact.c.directive.is_(True))
 _ONE_PATIENT = _DIRECTIVES.where(consent_fact.c.patient_id == bindparam("pid"))
 _EVERY_PATIENT = _DIRECTIVES.where(consent_fact.c.patient_id > "")
+BUILT_CONDITIONS = 512  # distinct hidden-rows expressions kept (consent.narrowing)
 
 
 @dataclass
@@ -103,6 +107,9 @@ class ConsentGate:
         #: parsed directives by (rid, version, lastUpdated): a Consent version never changes
         #: (actor references are resolved when first parsed; docs/consent-policy.md "Limits")
         self._parsed: dict[tuple[int, int, str], Directive | None] = {}
+        self._built: OrderedDict[tuple, Any] = OrderedDict()
+        self._built_policy: Policy | None = None
+        self._built_lock = threading.Lock()
 
     # -- per-request state ---------------------------------------------------------
     def _state(self, ctx: RequestContext) -> _State:
@@ -372,6 +379,23 @@ class ConsentGate:
         return permit(f"policy.system-client.{sp.client_id}")
 
     # -- SQL narrowing before LIMIT --------------------------------------------------
+    def built_condition(self, inputs: tuple, build: Callable[[], Any]) -> Any:
+        """The hidden-rows expression for ``inputs`` (consent.narrowing), built once per
+        distinct inputs and policy; bounded (least recently used go first)."""
+        with self._built_lock:
+            if self._built_policy is not self.policy:
+                self._built.clear()
+                self._built_policy = self.policy
+            if inputs in self._built:
+                self._built.move_to_end(inputs)
+                return self._built[inputs]
+        cond = build()
+        with self._built_lock:
+            self._built[inputs] = cond
+            while len(self._built) > BUILT_CONDITIONS:
+                self._built.popitem(last=False)
+        return cond
+
     #: the SQL narrowing depends on the requester and the data, never on the resource type
     type_independent = True
 

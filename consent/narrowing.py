@@ -6,20 +6,19 @@ the SQL builder, before LIMIT, not after paging).
 items (patient tokens); out-of-scope types and legally restricted items (system
 clients); no care relationship, legally restricted items from other organisations,
 audit records and out-of-scope types for limited roles (clinicians). Resources of
-patients with directives are evaluated exactly per request (:func:`directive_hidden`)
+patients with directives are evaluated exactly per request (:func:`directive_inputs`)
 so that ``_has``, chains, includes and totals never see what the directives withhold.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
 from sqlalchemy import ColumnElement, Connection, and_, false, not_, or_, select
 
 from consent.directives import combine, is_uniform, restrictions_for
-from consent.relationship import org_refs_for, unrelated
+from consent.relationship import org_refs_for, relationship_cutoff, unrelated
 from consent.tables import consent_fact
 from exchange.pipeline.context import RequestContext
 
@@ -31,62 +30,96 @@ DIRECTIVE_EVAL_LIMIT = 5000
 
 
 def hidden_condition(gate: ConsentGate, conn: Connection, ctx: RequestContext) -> ColumnElement[bool] | None:
-    """Condition on ``consent_fact`` rows that ``check`` certainly denies."""
+    """Condition on ``consent_fact`` rows that ``check`` certainly denies.
+
+    The inputs that depend on the requester and the record (organisation references,
+    the look-back cut-off, the directives' outcome) are gathered here, per request; the
+    SQL expression built from them is reused across requests with the same inputs
+    (:meth:`ConsentGate.built_condition`): building it cost more than running the query.
+    """
+    inputs = _inputs(gate, conn, ctx)
+    return gate.built_condition(inputs, lambda: _build(gate, inputs))
+
+
+def _inputs(gate: ConsentGate, conn: Connection, ctx: RequestContext) -> tuple:
+    """Everything the hidden-rows condition depends on, as a hashable key."""
     req = ctx.requester
     pol = gate.policy
-    f = consent_fact
-    about_patient = f.c.patient_id.is_not(None)
     if req.kind == "patient":
-        return or_(
-            and_(f.c.patient_id.is_(None), f.c.res_type.not_in(sorted(pol.non_patient_types)),
-                 f.c.res_type != "Provenance"),
-            and_(about_patient, f.c.patient_id != (req.patient_id or "")),
-            f.c.not_for_patient.is_(True),
-        )
-    directive_patients = select(f.c.patient_id).where(  # an index range, see consent/gate.py
-        f.c.directive.is_(True), f.c.patient_id > "").scalar_subquery()
-    restricted = and_(f.c.restricted.is_(True), about_patient,
-                      f.c.patient_id.not_in(directive_patients))
-    reference = f.c.res_type.in_(sorted(pol.non_patient_types))
+        return ("patient", req.patient_id or "")
     if req.kind == "system":
         sp = pol.system_policy(req.client_id)
         if sp is None or sp.access == "none":
-            return hide_all_but(reference)
-        conds = [] if sp.legally_restricted else [restricted]
-        if sp.access != "full":
-            conds.append(f.c.res_type.in_(sorted(AUDIT_TYPES)))
-        conds.append(directive_hidden(gate, conn, ctx, directive_patients))
-        if sp.access == "types":
-            conds.append(f.c.res_type.not_in(sorted(sp.resource_types | pol.non_patient_types)))
-        return or_(*conds) if conds else None
+            return ("nothing",)
+        return ("system", req.client_id, directive_inputs(gate, conn, ctx))
     group = pol.group_for_role(req.role)
     purpose = req.purpose_of_use or "TREAT"
     btg = purpose == "BTG"
     if (group is None or purpose not in group.purposes
             or (btg and pol.break_glass_requires_reason
                 and not (req.break_glass_reason or "").strip())):
-        return hide_all_but(reference)
-    conds = [and_(restricted, or_(f.c.author_org.is_(None),
-                                  f.c.author_org != (req.organization or ""))),
-             f.c.res_type.in_(sorted(AUDIT_TYPES)),
-             directive_hidden(gate, conn, ctx, directive_patients)]
-    if group.access == "limited":
-        allowed = group.resource_types | pol.demographic_types | pol.non_patient_types
-        conds.append(and_(about_patient, f.c.res_type.not_in(sorted(allowed)),
-                          f.c.care_pref.is_(False), f.c.patient_id.not_in(directive_patients)))
+        return ("nothing",)
+    relationship: tuple | None = None
     if pol.relationship_required and not (btg and "relationship" in pol.break_glass_overrides):
         st = gate._state(ctx)
         ods = req.organization
         if st.org_refs is None:
             st.org_refs = org_refs_for(conn, ods) if ods else []
-        cutoff = st.now - timedelta(days=gate.settings.relationship_lookback_days)
-        conds.append(and_(about_patient, unrelated(ods, st.org_refs, cutoff, pol.relationship_links, f.c.patient_id)))
+        relationship = (ods, tuple(st.org_refs), relationship_cutoff(st.now, gate.settings.relationship_lookback_days))
+    return ("user", group.name, req.organization or "", directive_inputs(gate, conn, ctx), relationship)
+
+
+def _build(gate: ConsentGate, inputs: tuple) -> ColumnElement[bool] | None:
+    """The hidden-rows condition for :func:`_inputs`' key (no database access)."""
+    pol = gate.policy
+    f = consent_fact
+    about_patient = f.c.patient_id.is_not(None)
+    reference = f.c.res_type.in_(sorted(pol.non_patient_types))
+    if inputs[0] == "nothing":
+        return hide_all_but(reference)
+    if inputs[0] == "patient":
+        return or_(
+            and_(f.c.patient_id.is_(None), f.c.res_type.not_in(sorted(pol.non_patient_types)),
+                 f.c.res_type != "Provenance"),
+            and_(about_patient, f.c.patient_id != inputs[1]),
+            f.c.not_for_patient.is_(True),
+        )
+    directive_patients = select(f.c.patient_id).where(  # an index range, see consent/gate.py
+        f.c.directive.is_(True), f.c.patient_id > "").scalar_subquery()
+    restricted = and_(f.c.restricted.is_(True), about_patient,
+                      f.c.patient_id.not_in(directive_patients))
+    if inputs[0] == "system":
+        _kind, client_id, directives = inputs
+        sp = pol.system_policy(client_id)
+        assert sp is not None
+        conds = [] if sp.legally_restricted else [restricted]
+        if sp.access != "full":
+            conds.append(f.c.res_type.in_(sorted(AUDIT_TYPES)))
+        conds.append(directive_condition(gate, directives))
+        if sp.access == "types":
+            conds.append(f.c.res_type.not_in(sorted(sp.resource_types | pol.non_patient_types)))
+        return or_(*conds) if conds else None
+    _kind, group_name, organization, directives, relationship = inputs
+    group = next(g for g in pol.role_groups if g.name == group_name)
+    conds = [and_(restricted, or_(f.c.author_org.is_(None), f.c.author_org != organization)),
+             f.c.res_type.in_(sorted(AUDIT_TYPES)),
+             directive_condition(gate, directives)]
+    if group.access == "limited":
+        allowed = group.resource_types | pol.demographic_types | pol.non_patient_types
+        conds.append(and_(about_patient, f.c.res_type.not_in(sorted(allowed)),
+                          f.c.care_pref.is_(False), f.c.patient_id.not_in(directive_patients)))
+    if relationship is not None:
+        ods, org_refs, cutoff = relationship
+        conds.append(and_(about_patient, unrelated(ods, list(org_refs), cutoff, pol.relationship_links,
+                                                   f.c.patient_id)))
     return or_(*conds)
 
 
-def directive_hidden(gate: ConsentGate, conn: Connection, ctx: RequestContext,
-                     directive_patients: Any) -> ColumnElement[bool]:
-    """Resources that the patients' directives withhold from this requester.
+def directive_inputs(gate: ConsentGate, conn: Connection, ctx: RequestContext) -> tuple | None:
+    """What the patients' directives withhold from this requester, as a hashable key:
+    (patients hidden wholesale, rids hidden one by one), or None when directives do not
+    bind this requester (break-glass that overrides objections; system clients that do
+    not honour them).
 
     Per patient with in-force directives: none apply to the requester -> nothing; the
     directives decide uniformly (no applying provision tests the resource) and deny ->
@@ -101,11 +134,11 @@ def directive_hidden(gate: ConsentGate, conn: Connection, ctx: RequestContext,
     req = ctx.requester
     if req.kind == "user" and req.purpose_of_use == "BTG" and \
             "objection" in gate.policy.break_glass_overrides:
-        return false()
+        return None
     if req.kind == "system":
         sp = gate.policy.system_policy(req.client_id)
         if sp is None or not sp.honour_objections:
-            return false()
+            return None
     if st.directive_hidden is None:
         uniform: list[str] = []
         evaluate: list[str] = []
@@ -132,13 +165,21 @@ def directive_hidden(gate: ConsentGate, conn: Connection, ctx: RequestContext,
             hidden = [r.rid for r in read_many_current(conn, rids)
                       if gate.decide(conn, scratch, r.data).effect == "deny"]
         st.directive_hidden = hidden
+    return (tuple(st.directive_uniform + list(st.directive_overflow)), tuple(st.directive_hidden))
+
+
+def directive_condition(gate: ConsentGate, inputs: tuple | None) -> ColumnElement[bool]:
+    """The rows :func:`directive_inputs` found withheld by directives."""
+    if inputs is None:
+        return false()
+    blanket, hidden = inputs
+    f = consent_fact
     conds: list[ColumnElement[bool]] = []
-    blanket = st.directive_uniform + list(st.directive_overflow)
     if blanket:
-        conds.append(and_(f.c.patient_id.in_(blanket), f.c.care_pref.is_(False),
+        conds.append(and_(f.c.patient_id.in_(list(blanket)), f.c.care_pref.is_(False),
                           f.c.res_type.not_in(sorted(gate.policy.demographic_types))))
-    if st.directive_hidden:
-        conds.append(f.c.rid.in_(st.directive_hidden))
+    if hidden:
+        conds.append(f.c.rid.in_(list(hidden)))
     return or_(*conds) if conds else false()
 
 

@@ -68,12 +68,23 @@ def _kind_statement(kinds: frozenset[str], with_refs: bool) -> Select:
             .limit(1))
 
 
+def relationship_cutoff(now: datetime, lookback_days: int) -> datetime:
+    """The earliest end of a link that still counts as *recent*: ``lookback_days`` before
+    ``now``, rounded up to the next whole minute. The rounding lets the SQL narrowing of
+    many requests share one expression (consent/narrowing.py); it only ever shortens the
+    window (by under a minute), and the per-resource check uses the same cut-off, so the
+    two never disagree."""
+    cutoff = now - timedelta(days=lookback_days)
+    whole = cutoff.replace(second=0, microsecond=0)
+    return whole if whole == cutoff else whole + timedelta(minutes=1)
+
+
 def relationship_kind(conn: Connection, ods: str | None, org_refs: list[str], patient_id: str,
                       now: datetime, lookback_days: int, kinds: frozenset[str]) -> str | None:
     """The kind of the first qualifying link (e.g. ``registered_gp``), or None."""
     if not ods:
         return None
-    params: dict = {"ods": ods, "pid": patient_id, "cutoff": now - timedelta(days=lookback_days)}
+    params: dict = {"ods": ods, "pid": patient_id, "cutoff": relationship_cutoff(now, lookback_days)}
     if org_refs:
         params["refs"] = org_refs
     return conn.execute(_kind_statement(kinds, bool(org_refs)), params).scalar()

@@ -145,3 +145,41 @@ def test_control_the_hidden_resource_is_found_without_consent(leak_world, put, c
     _write(cengine, None)
     without = {p: _run(cengine, gate, settings, anonymous, p) for p in PATHS}
     assert all(with_hidden[p] != without[p] for p in PATHS)
+
+
+def _l1_observations(cengine, gate, settings) -> list:  # noqa: ANN001
+    ctx = RequestContext(requester=HOSPITAL)
+    ctx.gate = gate
+    with read_tx(cengine) as conn:
+        body = search(conn, ctx, settings, resource_type="Observation",
+                      params=[("subject", "Patient/l1"), ("_total", "accurate")], base_url=BASE)
+    b = orjson.loads(body)
+    return [b.get("total"), sorted(e["fullUrl"] for e in b.get("entry", []) if e["search"]["mode"] == "match")]
+
+
+def test_reused_narrowing_follows_a_new_directive(leak_world, put, cengine, gate, settings):
+    """The SQL narrowing is reused across requests with the same inputs; a directive
+    written between two searches is among those inputs, so the next search obeys it."""
+    from consent.narrowing import hidden_condition
+
+    def built() -> object:
+        ctx = RequestContext(requester=HOSPITAL)
+        with read_tx(cengine) as conn:
+            return hidden_condition(gate, conn, ctx)
+
+    first = built()
+    assert built() is first  # same requester, same record: built once
+    before = _l1_observations(cengine, gate, settings)
+    assert before[0] == 3 and len(before[1]) == 3
+    put({"resourceType": "Consent", "id": "lc1-tmp", "status": "active",
+         "scope": {"coding": [{"code": "patient-privacy"}]}, "patient": {"reference": "Patient/l1"},
+         "provision": {"type": "deny"}})
+    try:
+        assert built() is not first
+        assert _l1_observations(cengine, gate, settings) == [0, []]
+    finally:
+        with write_tx(cengine) as conn:
+            cur = store.lock_current(conn, "Consent", "lc1-tmp")
+            stored = store.write_version(conn, "Consent", "lc1-tmp", None, method="DELETE", current=cur)
+            index_facts(conn, stored.rid, "Consent", None)
+    assert _l1_observations(cengine, gate, settings) == before
