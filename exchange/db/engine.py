@@ -11,14 +11,16 @@ Time limits (issue 11: a hung database must not hang the exchange; docs/architec
 * PostgreSQL connections start with the **request** limits (libpq ``options``:
   ``statement_timeout``, ``lock_timeout``, ``idle_in_transaction_session_timeout``;
   PostgreSQL 15 docs §20.11.2), so :func:`read_tx` / :func:`write_tx` pay nothing extra.
-  Any other transaction (migrations, bulk ingest, the MLLP inbox worker, or
-  ``read_tx(..., profile=JOB)``) is a **job** and gets the longer job limits with
-  ``set_config(..., is_local => true)`` at its start (§9.27.1), which ends with it.
+  Any other use of a pooled connection (migrations, bulk ingest, the MLLP inbox worker,
+  or ``read_tx(..., profile=JOB)``) is a **job**: at checkout the connection's session
+  is switched to the longer job limits (``SET``, outside any transaction so a rollback
+  cannot undo it), and back with ``RESET`` when a request next takes it (§19.1.3). A
+  switch costs one round trip and happens only when the profile changes.
 * TCP keepalives and ``tcp_user_timeout`` (libpq §34.1.2) make a peer that vanished
   (dropped packets, a partition) an error after tens of seconds instead of never;
   ``connect_timeout`` bounds connecting.
 * SQLite: ``busy_timeout`` (SQLite ``sqlite3_busy_timeout``) bounds the wait for the
-  write lock, per profile.
+  write lock, per profile (set at checkout, likewise only when the profile changes).
 * The connection pool's own wait (``pool_timeout``) is bounded too.
 
 When a limit is hit, :func:`read_tx` / :func:`write_tx` turn the error into
@@ -28,6 +30,7 @@ transaction has been rolled back, so a write that timed out changed nothing.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,16 +38,16 @@ from pathlib import Path
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from exchange.outcome import Issue, Unavailable
 from exchange.settings import Settings
 
-#: execution option naming the time-limit profile of a transaction
-PROFILE_OPTION = "exchange_limits"
+#: the time-limit profiles: request transactions, and everything else
 REQUEST = "request"
 JOB = "job"
+_PROFILE_KEY = "exchange_limits"  # the profile a pooled PostgreSQL session is set to
 POOL_TIMEOUT_S = 10
 
 # PostgreSQL SQLSTATEs (PostgreSQL 15 docs, Appendix A)
@@ -126,8 +129,20 @@ def is_sqlite(engine_or_conn: Engine | Connection) -> bool:
     return engine_or_conn.dialect.name == "sqlite"
 
 
-def _profile(conn: Connection) -> str:
-    return conn.get_execution_options().get(PROFILE_OPTION, JOB)
+#: the profile of the pool checkout this thread is making (set only by read_tx / write_tx)
+_checkout = threading.local()
+
+
+def _checkout_profile() -> str:
+    return getattr(_checkout, "profile", None) or JOB
+
+
+def _connect(engine: Engine, profile: str) -> Connection:
+    _checkout.profile = profile
+    try:
+        return engine.connect()
+    finally:
+        _checkout.profile = None
 
 
 def make_engine(url: str, *, pool_size: int = 10, limits: DbLimits | None = None) -> Engine:
@@ -160,14 +175,16 @@ def _sqlite_engine(url: str, database: str | None, limits: DbLimits) -> Engine:
         cur.close()
         record.info["busy_ms"] = job_busy
 
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_conn, record, _proxy):  # noqa: ANN001
+        # in force before BEGIN IMMEDIATE, which is what waits for the lock
+        busy = limits.sqlite_busy_ms(_checkout_profile())
+        if record.info.get("busy_ms") != busy:
+            dbapi_conn.execute(f"PRAGMA busy_timeout={int(busy)}")
+            record.info["busy_ms"] = busy
+
     @event.listens_for(engine, "begin")
     def _on_begin(conn):  # noqa: ANN001
-        # busy_timeout must be in force before BEGIN IMMEDIATE, which is what waits
-        busy = limits.sqlite_busy_ms(_profile(conn))
-        info = conn.connection.info
-        if info.get("busy_ms") != busy:
-            conn.connection.dbapi_connection.execute(f"PRAGMA busy_timeout={int(busy)}")
-            info["busy_ms"] = busy
         mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
         conn.exec_driver_sql(f"BEGIN {mode}")
 
@@ -202,32 +219,27 @@ def _postgres_engine(url: str, query: dict, pool_size: int, limits: DbLimits) ->
         pool_timeout=POOL_TIMEOUT_S,
         connect_args=connect_args,
     )
-    job_local = ", ".join(f"set_config('{name}', '{int(ms)}', true)"
-                          for name, ms in limits.pg_settings(JOB).items())
     job_session = "; ".join(f"SET {name} = {int(ms)}" for name, ms in limits.pg_settings(JOB).items())
-    reset = "; ".join(f"RESET {name}" for name in limits.pg_settings(JOB))
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn):  # noqa: ANN001
-        if _profile(conn) == REQUEST:
-            return  # the connection's defaults
-        dbapi = conn.connection.dbapi_connection
-        if getattr(dbapi, "autocommit", False):
-            # no transaction to scope SET LOCAL to: set the session, undone at checkout
-            conn.exec_driver_sql(job_session)
-            conn.connection.info["job_session_limits"] = True
-        else:
-            conn.exec_driver_sql(f"SELECT {job_local}")
+    back_to_request = "; ".join(f"RESET {name}" for name in limits.pg_settings(JOB))  # -> options
 
     @event.listens_for(engine, "checkout")
     def _on_checkout(dbapi_conn, record, _proxy):  # noqa: ANN001
-        if record.info.pop("job_session_limits", False):
+        # A pool event, not a "begin" listener: any Connection-level listener costs every
+        # transaction about 20 us of CPU; this costs a dict look-up unless the profile
+        # changes, which in practice only happens in job processes.
+        want = _checkout_profile()
+        if record.info.get(_PROFILE_KEY, REQUEST) == want:
+            return
+        try:
             before = dbapi_conn.autocommit
-            dbapi_conn.autocommit = True
+            dbapi_conn.autocommit = True  # session-level SET outside any transaction
             try:
-                dbapi_conn.execute(reset)  # back to the connection's (request) defaults
+                dbapi_conn.execute(job_session if want == JOB else back_to_request)
             finally:
                 dbapi_conn.autocommit = before
+        except Exception as exc:  # a dead connection: the pool replaces it and retries
+            raise DisconnectionError(f"could not set the time limits: {exc}") from exc
+        record.info[_PROFILE_KEY] = want
 
     return engine
 
@@ -238,8 +250,7 @@ def read_tx(engine: Engine, *, profile: str = REQUEST) -> Iterator[Connection]:
 
     ``profile=JOB`` gives it the longer job time limits (exports, reports)."""
     try:
-        with engine.connect() as conn:
-            conn = conn.execution_options(**{PROFILE_OPTION: profile})
+        with _connect(engine, profile) as conn:
             if not is_sqlite(engine):
                 conn = conn.execution_options(isolation_level="REPEATABLE READ")
             with conn.begin():
@@ -255,8 +266,7 @@ def read_tx(engine: Engine, *, profile: str = REQUEST) -> Iterator[Connection]:
 def write_tx(engine: Engine, *, profile: str = REQUEST) -> Iterator[Connection]:
     """A write transaction; committed on success, rolled back on any exception."""
     try:
-        with engine.connect() as conn:
-            conn = conn.execution_options(**{PROFILE_OPTION: profile})
+        with _connect(engine, profile) as conn:
             if is_sqlite(engine):
                 conn = conn.execution_options(sqlite_begin="IMMEDIATE")
             with conn.begin():

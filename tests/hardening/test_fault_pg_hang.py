@@ -116,6 +116,9 @@ def test_locked_resource_tables_give_503_then_recover(served, assert_outcome) ->
                     burst = list(pool.map(lambda i: _send(http, "GET", f"{server.base}/Patient/known", None),
                                           range(BURST)))
                 assert http.get(f"http://127.0.0.1:{server.port}/healthz").status_code == 200
+            print(f"pg lock: {len(refused) + len(burst)} requests under the lock, "
+                  f"{sum(r.status_code == 503 for r in refused + burst)} x 503, slowest "
+                  f"{max(r.elapsed.total_seconds() for r in refused + burst):.2f} s (lock_timeout 0.3 s)")
             for r in refused + burst:
                 _assert_refused(r, assert_outcome, "timeout")
             assert server.proc is not None and server.proc.poll() is None, "the server process died"
@@ -145,6 +148,8 @@ def test_locked_audit_head_refuses_everything_then_the_writer_recovers(served, a
                 refused = [_send(http, *req) for req in _requests(server.base, "unaudited")]
             # No access without a record: the audit writer could not commit, so every
             # response is a 503 OperationOutcome with no data.
+            print(f"pg audit lock: {len(refused)} requests, slowest "
+                  f"{max(r.elapsed.total_seconds() for r in refused):.2f} s")
             for r in refused:
                 assert r.status_code == 503, (r.status_code, r.text[:300])
                 assert r.headers.get("retry-after")

@@ -85,6 +85,8 @@ def test_writes_get_503_reads_still_work(database, unaudited: ServerProcess, ass
                           http.post(base, json=_bundle("blocked-tx"), headers=FHIR_JSON)]
                 reads = [http.get(f"{base}/Patient/seen", headers=FHIR_JSON),
                          http.get(f"{base}/Patient?family=Locked", headers=FHIR_JSON)]
+            print(f"sqlite lock: {len(writes)} writes, slowest 503 "
+                  f"{max(r.elapsed.total_seconds() for r in writes):.2f} s (busy_timeout {BUSY_MS} ms)")
             for r in writes:
                 _assert_busy(r, assert_outcome)
             assert [r.status_code for r in reads] == [200, 200], [r.text[:200] for r in reads]

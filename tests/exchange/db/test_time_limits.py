@@ -124,6 +124,39 @@ def test_request_transactions_get_request_limits_and_jobs_job_limits(limited: En
         assert _pg_limits(c) == ("2min", "1min", "5min")
 
 
+def test_one_pooled_connection_switches_profiles_both_ways(db_url: str) -> None:
+    """The profile is set on the pooled session at checkout; a rolled-back job must not
+    undo it, and a request after a job must be back on the request limits."""
+    eng = make_engine(db_url, limits=LIMITS, pool_size=1)
+    sqlite = eng.dialect.name == "sqlite"
+
+    def state(conn) -> tuple:  # noqa: ANN001
+        if sqlite:
+            return (conn.exec_driver_sql("PRAGMA busy_timeout").scalar(),)
+        return (*_pg_limits(conn), conn.exec_driver_sql("SELECT pg_backend_pid()").scalar())
+
+    request = (200,) if sqlite else ("300ms", "200ms", "400ms")
+    job = (45_000,) if sqlite else ("2min", "1min", "5min")
+    try:
+        seen = []
+        for _ in range(3):
+            with read_tx(eng) as c:
+                seen.append(state(c))
+                assert seen[-1][:len(request)] == request
+            with pytest.raises(RuntimeError), eng.begin() as c:
+                seen.append(state(c))
+                assert seen[-1][:len(job)] == job
+                raise RuntimeError("the job fails and rolls back")
+            with eng.begin() as c:
+                assert state(c)[:len(job)] == job
+            with write_tx(eng) as c:
+                assert state(c)[:len(request)] == request
+        if not sqlite:
+            assert len({s[-1] for s in seen}) == 1  # one and the same session throughout
+    finally:
+        eng.dispose()
+
+
 def test_autocommit_job_limits_do_not_leak_into_requests(limited: Engine) -> None:
     _pg_only(limited)
     for _ in range(3):  # pool of 2 + overflow: make sure the autocommit connection is reused
