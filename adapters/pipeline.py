@@ -52,7 +52,7 @@ from adapters.people import (
     store_contributions,
 )
 from adapters.provenance import meta_source, source_tag
-from adapters.references import dedupe, patient_keys, rewrite_refs
+from adapters.references import dedupe, find_refs, keys_of_patients, rewrite_found
 from adapters.report import IngestReport, ProgressCallback
 from adapters.tables import adapter_run
 from adapters.unmatched import queue_unmatched
@@ -85,6 +85,13 @@ class Staged:
     merges: list[MergeRequest] = field(default_factory=list)
     retractions: list[Retraction] = field(default_factory=list)
     rejected: bool = False
+    #: per resource, its relative literal references (found once, rewritten in _finish)
+    refs: list[list[tuple[dict[str, Any], str, str]]] = field(default_factory=list)
+
+    def found_refs(self) -> list[list[tuple[dict[str, Any], str, str]]]:
+        if len(self.refs) != len(self.resources):
+            self.refs = [find_refs(r) for r in self.resources]
+        return self.refs
 
 
 class Run:
@@ -126,20 +133,32 @@ class Run:
         del mctx.warnings[n_warn:]
         from exchange.validation import validate_resource
 
+        ss = self.source_system
+        refs = []
         for res in resources:
             rtype, local = res.get("resourceType"), res.get("id")
             if not isinstance(rtype, str) or not isinstance(local, str) or not local:
                 self._reject(record, "mapping", "every mapped resource needs resourceType and a local id", "id")
                 return None
-            probe = orjson.loads(orjson.dumps({**res, "id": stored_id(self.source_system, local, rtype)}))
-            rewrite_refs(probe, lambda t, k: stored_id(self.source_system, k, t))  # as it will be stored
+            # validate the resource as it will be stored (stored id, references rewritten
+            # with deterministic ids), then put the local keys back for the batch step;
+            # validation only reads, so no copy is needed
+            found = find_refs(res)
+            originals = [holder["reference"] for holder, _, _ in found]
+            res["id"] = stored_id(ss, local, rtype)
+            rewrite_found(found, lambda t, k: stored_id(ss, k, t))
             try:
-                validate_resource(probe)
+                validate_resource(res)
             except FhirError as exc:
                 issue = exc.issues[0]
                 self._reject(record, "validation", issue.diagnostics, ", ".join(issue.expression) or None)
                 return None
-        return Staged(record, resources, mctx.merges[n_merge:], mctx.retractions[n_retract:])
+            finally:
+                res["id"] = local
+                for (holder, _, _), value in zip(found, originals, strict=True):
+                    holder["reference"] = value
+            refs.append(found)
+        return Staged(record, resources, mctx.merges[n_merge:], mctx.retractions[n_retract:], refs=refs)
 
     def _reject(self, record: SourceRecord, kind: str, reason: str, element: str | None) -> None:
         self.report.rejected += 1
@@ -196,7 +215,7 @@ class Run:
         resolutions = resolve_people(conn, ss, patients)
         people = dict(self.people)
         people.update({r.local_key: r.patient_id for r in resolutions})
-        keys_of = [patient_keys(s.resources) for s in live]  # one walk per record
+        keys_of = [set().union(*map(keys_of_patients, s.found_refs())) for s in live]
         wanted = {ref for keys in keys_of for ref in keys if ref not in people}
         wanted |= {k for s in live for m in s.merges for k in (m.survivor, m.merged)} - set(people)
         if wanted:
@@ -212,8 +231,8 @@ class Run:
         by_key = {r.local_key: r for r in resolutions}
         contributions = []
         for s in live:
-            for res in s.resources:
-                self._finish(res, people, s.record)
+            for res, found in zip(s.resources, s.found_refs(), strict=True):
+                self._finish(res, found, people, s.record)
                 if res["resourceType"] == "Patient":
                     contributions.append((by_key[res["id"]], res))
         store_contributions(conn, ss, self.rank, contributions)
@@ -262,12 +281,14 @@ class Run:
         report.batches_written += 0 if self.dry_run else 1
         self.people = people
 
-    def _finish(self, res: dict[str, Any], people: dict[str, str], record: SourceRecord) -> None:
-        """ids, references, code mapping, labels and meta, in place."""
+    def _finish(self, res: dict[str, Any], found: list[tuple[dict[str, Any], str, str]], people: dict[str, str],
+                record: SourceRecord) -> None:
+        """ids, references (``found`` by :func:`find_refs` when the record was mapped),
+        code mapping, labels and meta, in place."""
         ss = self.source_system
         if res["resourceType"] != "Patient":
             res["id"] = stored_id(ss, res["id"], res["resourceType"])
-        rewrite_refs(res, lambda t, k: people[k] if t == "Patient" else stored_id(ss, k, t))
+        rewrite_found(found, lambda t, k: people[k] if t == "Patient" else stored_id(ss, k, t))
         for miss in self.codemap.translate(res):
             self.report.problem("warning", "codemap", f"unmapped code {miss.system}|{miss.code}",
                                 location=record.location, element=f"{res['resourceType']}.{miss.path}",

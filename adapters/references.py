@@ -21,41 +21,59 @@ def dedupe(resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def patient_keys(resources: list[dict[str, Any]]) -> set[str]:
-    keys: set[str] = set()
-    rewrite_refs({"r": resources}, lambda t, k: keys.add(k) if t == "Patient" else None, dry=True)
-    return keys
+    return keys_of_patients(find_refs(resources))
+
+
+def keys_of_patients(found: list[tuple[dict[str, Any], str, str]]) -> set[str]:
+    """The local person keys among references found by :func:`find_refs`."""
+    return {key for _, rtype, key in found if rtype == "Patient" and not key.startswith("@")}
+
+
+def find_refs(node: Any) -> list[tuple[dict[str, Any], str, str]]:
+    """(object holding it, type, local key or ``@id``) of every relative literal
+    reference ``Type/key`` in ``node``, in document order. The holders are the live
+    objects, so a caller can rewrite them later without walking the resource again."""
+    found: list[tuple[dict[str, Any], str, str]] = []
+    if isinstance(node, dict):
+        _refs_in_object(node, found)
+    elif isinstance(node, list):
+        _refs_in_array(node, found)
+    return found
+
+
+def rewrite_found(found: list[tuple[dict[str, Any], str, str]], fn: Any) -> None:
+    """Set each found reference to ``Type/fn(type, key)`` (``Type/@id``: ``Type/id``)."""
+    for holder, rtype, key in found:
+        holder["reference"] = f"{rtype}/{key[1:]}" if key.startswith("@") else f"{rtype}/{fn(rtype, key)}"
 
 
 def rewrite_refs(node: Any, fn: Any, dry: bool = False) -> None:
     """Apply ``fn(type, local key) -> stored id`` to every relative literal reference."""
-    if isinstance(node, dict):
-        _refs_in_object(node, fn, dry)
-    elif isinstance(node, list):
-        _refs_in_array(node, fn, dry)
+    found = find_refs(node)
+    if dry:
+        for _, rtype, key in found:
+            if not key.startswith("@"):
+                fn(rtype, key)
+        return
+    rewrite_found(found, fn)
 
 
-def _refs_in_object(node: dict[str, Any], fn: Any, dry: bool) -> None:
+def _refs_in_object(node: dict[str, Any], found: list[tuple[dict[str, Any], str, str]]) -> None:
     for key, value in node.items():
         if key == "reference" and isinstance(value, str):
             parts = value.split("/")
             if len(parts) == 2 and parts[0][:1].isupper() and parts[1] and ":" not in value:
-                if parts[1].startswith("@"):
-                    if not dry:
-                        node[key] = f"{parts[0]}/{parts[1][1:]}"
-                else:
-                    new = fn(parts[0], parts[1])
-                    if not dry:
-                        node[key] = f"{parts[0]}/{new}"
+                found.append((node, parts[0], parts[1]))
         elif isinstance(value, dict):
-            _refs_in_object(value, fn, dry)
+            _refs_in_object(value, found)
         elif isinstance(value, list):
-            _refs_in_array(value, fn, dry)
+            _refs_in_array(value, found)
 
 
-def _refs_in_array(node: list[Any], fn: Any, dry: bool) -> None:
+def _refs_in_array(node: list[Any], found: list[tuple[dict[str, Any], str, str]]) -> None:
     # only objects and arrays can hold a reference: scalars are not visited
     for item in node:
         if isinstance(item, dict):
-            _refs_in_object(item, fn, dry)
+            _refs_in_object(item, found)
         elif isinstance(item, list):
-            _refs_in_array(item, fn, dry)
+            _refs_in_array(item, found)
