@@ -86,14 +86,13 @@ def search(
     qc = QueryContext(conn, ctx, base_url, lenient)
     conds = _base_conditions(qc, types, req, compartment)  # validates, collects unknown params
     kept = [(n, v) for n, v in params if n not in qc.unknown]
-    max_rid = conn.execute(select(func.max(rc.c.rid))).scalar() or 0
     state = {
         "rt": resource_type,
         "ty": types if resource_type is None else None,
         "p": kept,
         "c": list(compartment) if compartment else None,
         "n": _page_size(settings, req),
-        "m": max_rid,
+        "m": None,  # the snapshot bound: read by _run together with the first page
     }
     return _run(qc, settings, state, position=None, direction="next", this_cursor=None,
                 conds=conds if not qc.unknown else None)
@@ -120,6 +119,12 @@ def find_rids(conn: Connection, ctx: RequestContext, resource_type: str, params:
     return [r for (r,) in conn.execute(select(rc.c.rid).where(*conds).order_by(rc.c.rid))]
 
 
+def _max_rid() -> Any:
+    """The highest rid in ``resource_current`` (a scalar subquery, evaluated once)."""
+    every = rc.alias("snapshot_rc")
+    return select(func.max(every.c.rid)).scalar_subquery()
+
+
 def _run(qc: QueryContext, settings: Settings, state: dict[str, Any], *, position: list[Any] | None,
          direction: str, this_cursor: str | None, conds: list[Any] | None = None) -> bytes:
     req = parse_request([tuple(p) for p in state["p"]])  # type: ignore[misc]
@@ -129,7 +134,13 @@ def _run(qc: QueryContext, settings: Settings, state: dict[str, Any], *, positio
     count: int = state["n"]
     if conds is None:
         conds = _base_conditions(qc, types, req, compartment)  # type: ignore[arg-type]
-    conds = [*conds, rc.c.rid <= state["m"]]
+    # Later pages only see resources up to the highest rid that existed at the first page
+    # (docs/search.md, "Paging"). The first page reads that bound in its own query: one
+    # statement less, and in the read transaction's snapshot (REPEATABLE READ on
+    # PostgreSQL, a read transaction on SQLite) every visible rid is <= it anyway.
+    bound: int | None = state["m"]
+    if bound is not None:
+        conds = [*conds, rc.c.rid <= bound]
 
     keys: list[tuple[Any, bool, str]] = []
     for code, desc in req.sort:
@@ -145,12 +156,21 @@ def _run(qc: QueryContext, settings: Settings, state: dict[str, Any], *, positio
 
     rows: list[Any] = []
     if req.summary != "count" and count > 0:
-        q = select(rc.c.rid, *(e for e, _d, _k in keys[:-1])).where(*conds)
+        cols = [rc.c.rid, *(e for e, _d, _k in keys[:-1])]
+        if bound is None:
+            cols.append(_max_rid())
+        q = select(*cols).where(*conds)
         if position is not None:
             pos = [decode_key(k, v) for (_e, _d, k), v in zip(keys, position, strict=True)]
             q = q.where(keyset_cond(order_keys, pos))
         q = q.order_by(*(e.desc() if d else e.asc() for e, d in order_keys)).limit(count + 1)
         rows = list(qc.conn.execute(q))
+        if bound is None and rows:
+            bound = rows[0][-1]
+            rows = [row[:-1] for row in rows]
+    if bound is None:  # no page was read (_count=0, _summary=count) or it was empty
+        bound = qc.conn.execute(select(_max_rid())).scalar() or 0
+    state["m"] = bound
     more = len(rows) > count
     rows = rows[:count]
     if backwards:
