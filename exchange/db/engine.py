@@ -22,6 +22,13 @@ Time limits (issue 11: a hung database must not hang the exchange; docs/architec
 * SQLite: ``busy_timeout`` (SQLite ``sqlite3_busy_timeout``) bounds the wait for the
   write lock, per profile (set at checkout, likewise only when the profile changes).
 * The connection pool's own wait (``pool_timeout``) is bounded too.
+* Last resort, for a server that does not answer at all - not even to the cancel its
+  own ``statement_timeout`` sends, as with a stuck disk or a frozen host, where TCP
+  keepalives are still answered by the kernel: a :class:`Watchdog` cuts (``shutdown``)
+  the socket of a request transaction still running after ``request_deadline_s``, and
+  of a pool liveness check (which replaces ``pool_pre_ping``) after
+  ``connect_timeout_s``. The waiting thread then gets a connection error (503) and the
+  pool drops the connection.
 
 When a limit is hit, :func:`read_tx` / :func:`write_tx` turn the error into
 :class:`exchange.outcome.Unavailable` (503, ``Retry-After``) in one place; the
@@ -30,7 +37,12 @@ transaction has been rolled back, so a write that timed out changed nothing.
 
 from __future__ import annotations
 
+import itertools
+import logging
+import os
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,16 +50,19 @@ from pathlib import Path
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, DisconnectionError
+from sqlalchemy.exc import DBAPIError, InvalidatePoolError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from exchange.outcome import Issue, Unavailable
 from exchange.settings import Settings
 
+log = logging.getLogger(__name__)
+
 #: the time-limit profiles: request transactions, and everything else
 REQUEST = "request"
 JOB = "job"
 _PROFILE_KEY = "exchange_limits"  # the profile a pooled PostgreSQL session is set to
+_DEADLINE_KEY = "exchange_deadline_s"  # its request deadline (record.info, set at checkout)
 POOL_TIMEOUT_S = 10
 
 # PostgreSQL SQLSTATEs (PostgreSQL 15 docs, Appendix A)
@@ -73,6 +88,7 @@ class DbLimits:
     keepalives_interval_s: int = 5
     keepalives_count: int = 3
     tcp_user_timeout_ms: int = 25_000
+    request_deadline_s: int = 45
     sqlite_busy_timeout_ms: int = 10_000
     sqlite_job_busy_timeout_ms: int = 60_000
 
@@ -90,6 +106,7 @@ class DbLimits:
             keepalives_interval_s=s.db_keepalives_interval_s,
             keepalives_count=s.db_keepalives_count,
             tcp_user_timeout_ms=s.db_tcp_user_timeout_ms,
+            request_deadline_s=s.db_request_deadline_s,
             sqlite_busy_timeout_ms=s.sqlite_busy_timeout_ms,
             sqlite_job_busy_timeout_ms=s.sqlite_job_busy_timeout_ms,
         )
@@ -114,6 +131,68 @@ class StoreTimeout(Unavailable):
         super().__init__(diagnostics)
         self.code = "timeout"
         self.issues = [Issue("timeout", diagnostics)]
+
+
+class Watchdog:
+    """Cuts the socket of a PostgreSQL connection that overran its deadline.
+
+    ``arm`` / ``disarm`` are a dictionary insert and delete under a lock; one daemon
+    thread looks at the armed connections every ``period`` seconds. Cutting happens under
+    the same lock as ``disarm``, so a connection whose transaction has ended (and which
+    may already serve someone else) is never cut."""
+
+    def __init__(self, period: float = 0.25) -> None:
+        self.period = period
+        self.cuts = 0
+        self._lock = threading.Lock()
+        self._armed: dict[int, tuple[float, object, str]] = {}
+        self._ids = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def arm(self, dbapi_conn: object, seconds: float, what: str) -> int:
+        token = next(self._ids)
+        with self._lock:
+            self._armed[token] = (time.monotonic() + seconds, dbapi_conn, what)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="db-watchdog", daemon=True)
+                self._thread.start()
+        return token
+
+    def disarm(self, token: int) -> None:
+        with self._lock:
+            self._armed.pop(token, None)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.period)
+            now = time.monotonic()
+            with self._lock:
+                for token, (deadline, conn, what) in list(self._armed.items()):
+                    if now >= deadline:
+                        del self._armed[token]
+                        if _cut(conn):
+                            self.cuts += 1
+                            log.error("database did not answer %s in time: connection cut", what)
+
+
+def _cut(dbapi_conn: object) -> bool:
+    """Shut the connection's socket down (both ways): a thread blocked reading from it
+    wakes up with "server closed the connection"; libpq and the pool do the rest."""
+    try:
+        fd = dbapi_conn.pgconn.socket  # type: ignore[attr-defined]
+        dup = os.dup(fd)
+    except Exception:  # noqa: BLE001 - already closed: nothing to cut
+        return False
+    try:
+        with socket.socket(fileno=dup) as sock:
+            sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        return False
+    return True
+
+
+#: one watchdog for every PostgreSQL engine of the process
+WATCHDOG = Watchdog()
 
 
 def normalise_url(url: str) -> str:
@@ -215,7 +294,7 @@ def _postgres_engine(url: str, query: dict, pool_size: int, limits: DbLimits) ->
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        pool_pre_ping=False,  # the checkout listener pings, under the watchdog
         pool_timeout=POOL_TIMEOUT_S,
         connect_args=connect_args,
     )
@@ -224,24 +303,42 @@ def _postgres_engine(url: str, query: dict, pool_size: int, limits: DbLimits) ->
 
     @event.listens_for(engine, "checkout")
     def _on_checkout(dbapi_conn, record, _proxy):  # noqa: ANN001
-        # A pool event, not a "begin" listener: any Connection-level listener costs every
-        # transaction about 20 us of CPU; this costs a dict look-up unless the profile
-        # changes, which in practice only happens in job processes.
+        # A liveness check (what pool_pre_ping did, but bounded by the watchdog) and the
+        # time-limit profile. A pool event, not a "begin" listener: any Connection-level
+        # listener costs every transaction about 20 us of CPU; switching the profile costs
+        # a round trip only when it changes, which in practice happens in job processes.
         want = _checkout_profile()
-        if record.info.get(_PROFILE_KEY, REQUEST) == want:
-            return
+        record.info[_DEADLINE_KEY] = limits.request_deadline_s
+        switch = record.info.get(_PROFILE_KEY, REQUEST) != want
+        token = WATCHDOG.arm(dbapi_conn, limits.connect_timeout_s, "the pool's liveness check")
         try:
             before = dbapi_conn.autocommit
-            dbapi_conn.autocommit = True  # session-level SET outside any transaction
+            dbapi_conn.autocommit = True  # no implicit BEGIN; a SET no rollback can undo
             try:
-                dbapi_conn.execute(job_session if want == JOB else back_to_request)
+                # an empty query (what pool_pre_ping sends), or the profile switch
+                dbapi_conn.execute((job_session if want == JOB else back_to_request) if switch else ";")
             finally:
                 dbapi_conn.autocommit = before
-        except Exception as exc:  # a dead connection: the pool replaces it and retries
-            raise DisconnectionError(f"could not set the time limits: {exc}") from exc
-        record.info[_PROFILE_KEY] = want
+            if switch:
+                record.info[_PROFILE_KEY] = want
+        except Exception as exc:
+            # dead (the server restarted, or the watchdog cut it): like pool_pre_ping,
+            # drop every older pooled connection and let the pool connect afresh
+            raise InvalidatePoolError(f"pooled connection unusable: {exc}") from exc
+        finally:
+            WATCHDOG.disarm(token)
 
     return engine
+
+
+def _arm(engine: Engine, conn: Connection, profile: str) -> int | None:
+    """Arm the watchdog for a PostgreSQL request transaction (None otherwise)."""
+    if profile != REQUEST:
+        return None
+    seconds = conn.connection.info.get(_DEADLINE_KEY)  # PostgreSQL engines only
+    if not seconds:
+        return None
+    return WATCHDOG.arm(conn.connection.dbapi_connection, seconds, "a request transaction")
 
 
 @contextmanager
@@ -253,8 +350,13 @@ def read_tx(engine: Engine, *, profile: str = REQUEST) -> Iterator[Connection]:
         with _connect(engine, profile) as conn:
             if not is_sqlite(engine):
                 conn = conn.execution_options(isolation_level="REPEATABLE READ")
-            with conn.begin():
-                yield conn
+            token = _arm(engine, conn, profile)
+            try:
+                with conn.begin():
+                    yield conn
+            finally:
+                if token is not None:
+                    WATCHDOG.disarm(token)
     except (DBAPIError, PoolTimeout) as exc:
         mapped = unavailable_for(exc)
         if mapped is None:
@@ -269,8 +371,13 @@ def write_tx(engine: Engine, *, profile: str = REQUEST) -> Iterator[Connection]:
         with _connect(engine, profile) as conn:
             if is_sqlite(engine):
                 conn = conn.execution_options(sqlite_begin="IMMEDIATE")
-            with conn.begin():
-                yield conn
+            token = _arm(engine, conn, profile)
+            try:
+                with conn.begin():
+                    yield conn
+            finally:
+                if token is not None:
+                    WATCHDOG.disarm(token)
     except (DBAPIError, PoolTimeout) as exc:
         mapped = unavailable_for(exc)
         if mapped is None:

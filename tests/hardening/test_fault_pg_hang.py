@@ -9,7 +9,9 @@ the lock is held every request is answered - 503, an OperationOutcome with code
 stays up; nothing is half-written and no refused write is stored; once the lock is
 released the same process serves again by itself. Then the same for the audit store:
 with the chain head locked the audit writer fails (so every request is refused with no
-data), and it recovers once the lock goes; the access log verifies afterwards.
+data), and it recovers once the lock goes; the access log verifies afterwards. Last, a
+database that answers nothing at all (processes stopped), which only the client-side
+deadline and connect timeout can catch.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from exchange.audit.tables import audit_event
 from exchange.db.engine import make_engine, read_tx
 from exchange.db.tables import resource_current as rc
 from tests.hardening.faults.checks import audit_verifies, store_problems
+from tests.hardening.faults.freeze import frozen
 from tests.hardening.faults.locks import pg_table_lock
 from tests.hardening.faults.pgcluster import PrivateCluster, missing_reason
 from tests.hardening.faults.server import ServerProcess, prepare_database
@@ -35,6 +38,7 @@ pytestmark = pytest.mark.slow
 FHIR_JSON = {"content-type": "application/fhir+json", "accept": "application/fhir+json"}
 RESOURCE_TABLES = ("resource_current", "resource_version")
 BURST = 48  # more than the server's thread pool (40) and connection pool (10 + 10)
+FROZEN_APP = "exchange-frozen-test"
 
 
 @pytest.fixture(scope="module")
@@ -163,3 +167,46 @@ def test_locked_audit_head_refuses_everything_then_the_writer_recovers(served, a
             assert verified, summary
         finally:
             engine.dispose()
+
+
+def test_frozen_database_every_request_answered_then_recovers(cluster: PrivateCluster,  # noqa: ANN001
+                                                              tmp_path_factory: pytest.TempPathFactory,
+                                                              assert_outcome) -> None:  # noqa: ANN001
+    """The whole database stops answering (postmaster and the server's backends
+    SIGSTOPped: no results, no cancels, no new connections, TCP still alive), which no
+    server-side limit can catch. The client-side deadline (2 s) and connect timeout
+    (2 s) answer every request with 503; after SIGCONT the same process serves again."""
+    url = cluster.create_database(f"frozen_{uuid.uuid4().hex[:8]}")
+    prepare_database(url)
+    server = ServerProcess(url, tmp_path_factory.mktemp("frozen-var"), PGAPPNAME=FROZEN_APP,
+                           EXCHANGE_DB_REQUEST_DEADLINE_S="2", EXCHANGE_DB_CONNECT_TIMEOUT_S="2").start()
+    engine = make_engine(url)
+    try:
+        with httpx.Client(timeout=120) as http:
+            assert _send(http, "PUT", f"{server.base}/Patient/known", _patient("known")).status_code in (200, 201)
+            with ThreadPoolExecutor(max_workers=4) as pool:  # several pooled connections
+                assert all(r.status_code == 200 for r in pool.map(
+                    lambda _: _send(http, "GET", f"{server.base}/Patient/known", None), range(8)))
+            with frozen(cluster, FROZEN_APP) as pids:
+                assert len(pids) >= 2, pids
+                with ThreadPoolExecutor(max_workers=5) as pool:
+                    refused = list(pool.map(lambda req: _send(http, *req), _requests(server.base, "frozen")))
+                assert http.get(f"http://127.0.0.1:{server.port}/healthz").status_code == 200
+            print(f"frozen: {len(refused)} requests, {sum(r.status_code == 503 for r in refused)} x 503, slowest "
+                  f"{max(r.elapsed.total_seconds() for r in refused):.2f} s (deadline 2 s, connect timeout 2 s)")
+            for r in refused:
+                assert r.status_code == 503, (r.status_code, r.text[:300])
+                assert r.headers.get("retry-after"), r.headers
+                assert_outcome(r.content)
+            assert server.proc is not None and server.proc.poll() is None, "the server process died"
+
+            served_again = [_send(http, *req) for req in _requests(server.base, "thawed")]
+            assert [r.status_code for r in served_again] == [200, 200, 201, 201, 200], \
+                [(r.status_code, r.text[:200]) for r in served_again]
+        assert not {i for i in _patient_ids(engine) if i.startswith("frozen")}
+        assert store_problems(engine) == []
+        ok, summary = audit_verifies(engine, url, server.var_dir)
+        assert ok, summary
+    finally:
+        engine.dispose()
+        server.stop()

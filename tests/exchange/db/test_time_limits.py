@@ -18,6 +18,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from exchange.db.engine import (
     JOB,
+    WATCHDOG,
     DbLimits,
     StoreTimeout,
     make_engine,
@@ -280,3 +281,44 @@ def test_other_database_errors_are_not_turned_into_503(limited: Engine) -> None:
         _insert_current(c, "duplicate-me")
     with pytest.raises(IntegrityError), write_tx(limited) as c:
         _insert_current(c, "duplicate-me")
+
+
+# -- the watchdog: a server that does not answer at all -----------------------------------
+
+
+def test_request_transaction_past_its_deadline_is_cut_and_the_pool_recovers(db_url: str) -> None:
+    """The server's own statement_timeout is out of play here (60 s), as it is when the
+    backend is stuck in I/O and never sees the cancel: the client-side deadline cuts."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("the watchdog guards PostgreSQL connections")
+    limits = DbLimits(statement_timeout_ms=60_000, request_deadline_s=1)
+    eng = make_engine(db_url, limits=limits, pool_size=1)
+    cuts = WATCHDOG.cuts
+    try:
+        with pytest.raises(Unavailable) as caught, read_tx(eng) as c:
+            c.execute(text("SELECT pg_sleep(4)"))
+        _assert_503(caught.value, "transient")
+        assert WATCHDOG.cuts == cuts + 1
+        with read_tx(eng) as c:  # the cut connection was dropped; a new one serves
+            assert c.execute(text("SELECT 1")).scalar() == 1
+        with eng.begin() as c:  # jobs have no client-side deadline
+            c.execute(text("SELECT pg_sleep(1.5)"))
+        assert WATCHDOG.cuts == cuts + 1
+    finally:
+        eng.dispose()
+
+
+def test_watchdog_never_cuts_a_connection_it_was_disarmed_for(db_url: str) -> None:
+    if not db_url.startswith("postgresql"):
+        pytest.skip("the watchdog guards PostgreSQL connections")
+    eng = make_engine(db_url, limits=LIMITS, pool_size=1)
+    try:
+        with eng.connect() as c:
+            dbapi = c.connection.dbapi_connection
+            cuts = WATCHDOG.cuts
+            WATCHDOG.disarm(WATCHDOG.arm(dbapi, 0.01, "a test"))
+            time.sleep(WATCHDOG.period * 3)
+            assert c.execute(text("SELECT 1")).scalar() == 1
+            assert WATCHDOG.cuts == cuts
+    finally:
+        eng.dispose()
