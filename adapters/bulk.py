@@ -16,7 +16,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, select, tuple_
+import orjson
+from sqlalchemy import Connection, delete
 
 from consent.facts import index_facts_many
 from exchange.db.tables import resource_current as rc
@@ -28,25 +29,29 @@ from exchange.search.tables import ALL_TABLES, TABLE_BY_TYPE
 
 
 def lock_rows(conn: Connection, refs: list[tuple[str, str]]) -> dict[tuple[str, str], Any]:
-    """The current pointer rows of (type, id) pairs, locked on PostgreSQL."""
-    out: dict[tuple[str, str], Any] = {}
+    """The current pointer rows (rid, res_type, res_id, version_id, deleted) of (type,
+    id) pairs, locked on PostgreSQL (SQLite: the transaction holds the database lock)."""
     uniq = sorted(set(refs))
-    if conn.dialect.name == "postgresql" and uniq:
+    if not uniq:
+        return {}
+    if conn.dialect.name == "postgresql":
         # one statement of constant text whatever the batch size (array parameters), so
         # neither SQLAlchemy nor psycopg re-render and re-parse it per batch
         rows = conn.exec_driver_sql(_PG_LOCK, ([t for t, _ in uniq], [i for _, i in uniq]))
         return {(row.res_type, row.res_id): row for row in rows}
-    for i in range(0, len(uniq), 200):
-        chunk = uniq[i : i + 200]
-        q = select(rc).where(tuple_(rc.c.res_type, rc.c.res_id).in_(chunk))
-        if conn.dialect.name != "sqlite":
-            q = q.with_for_update()
-        out.update({(row.res_type, row.res_id): row for row in conn.execute(q)})
-    return out
+    # SQLite: a JSON array of keys joined to the (res_type, res_id) index -- one indexed
+    # lookup per key (a row-value IN list would scan the whole index for every batch)
+    rows = conn.exec_driver_sql(_SQLITE_LOCK, (orjson.dumps(uniq).decode(),))
+    return {(row.res_type, row.res_id): row for row in rows}
 
 
+_SQLITE_LOCK = (
+    "SELECT c.rid, c.res_type, c.res_id, c.version_id, c.deleted FROM json_each(?) AS j "
+    "JOIN resource_current AS c ON c.res_type = json_extract(j.value, '$[0]') "
+    "AND c.res_id = json_extract(j.value, '$[1]')"
+)
 _PG_LOCK = (
-    "SELECT c.rid, c.res_type, c.res_id, c.version_id, c.last_updated, c.deleted, c.seq "
+    "SELECT c.rid, c.res_type, c.res_id, c.version_id, c.deleted "
     "FROM resource_current c JOIN unnest(%s::text[], %s::text[]) AS u(t, i) "
     "ON c.res_type = u.t AND c.res_id = u.i ORDER BY c.rid FOR UPDATE OF c"
 )

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, func, select, tuple_, update
+from sqlalchemy import Connection, func, select, update
 
 from adapters.bulk import put_many
 from adapters.people import add_link, compose
@@ -79,24 +79,26 @@ def read_current(conn: Connection, refs: list[tuple[str, str]]) -> dict[tuple[st
     """Current version, deleted flag and content of (type, id) pairs, in few queries."""
     out: dict[tuple[str, str], Current] = {}
     uniq = sorted(set(refs))
-    if conn.dialect.name == "postgresql" and uniq:  # one constant statement (array parameters)
+    if not uniq:
+        return out
+    if conn.dialect.name == "postgresql":  # one constant statement (array parameters)
         for row in conn.exec_driver_sql(_PG_READ_CURRENT, ([t for t, _ in uniq], [i for _, i in uniq])):
             data = orjson.loads(row.content) if row.content is not None else None
             out[(row.res_type, row.res_id)] = Current(row.version_id, bool(row.deleted), data)
         return out
-    for i in range(0, len(uniq), 200):
-        chunk = uniq[i : i + 200]
-        q = (
-            select(rc.c.res_type, rc.c.res_id, rc.c.version_id, rc.c.deleted, rv.c.content)
-            .select_from(rc.join(rv, rv.c.seq == rc.c.seq))
-            .where(tuple_(rc.c.res_type, rc.c.res_id).in_(chunk))
-        )
-        for row in conn.execute(q):
-            data = orjson.loads(row.content) if row.content is not None else None
-            out[(row.res_type, row.res_id)] = Current(row.version_id, bool(row.deleted), data)
+    # SQLite: a JSON array of keys joined to the (res_type, res_id) index, one indexed
+    # lookup per key (a row-value IN list would scan the whole index for every batch)
+    for row in conn.exec_driver_sql(_SQLITE_READ_CURRENT, (orjson.dumps(uniq).decode(),)):
+        data = orjson.loads(row.content) if row.content is not None else None
+        out[(row.res_type, row.res_id)] = Current(row.version_id, bool(row.deleted), data)
     return out
 
 
+_SQLITE_READ_CURRENT = (
+    "SELECT c.res_type, c.res_id, c.version_id, c.deleted, v.content FROM json_each(?) AS j "
+    "JOIN resource_current AS c ON c.res_type = json_extract(j.value, '$[0]') "
+    "AND c.res_id = json_extract(j.value, '$[1]') JOIN resource_version AS v ON v.seq = c.seq"
+)
 _PG_READ_CURRENT = (
     "SELECT c.res_type, c.res_id, c.version_id, c.deleted, v.content FROM resource_current c "
     "JOIN unnest(%s::text[], %s::text[]) AS u(t, i) ON c.res_type = u.t AND c.res_id = u.i "
