@@ -331,7 +331,7 @@ def _postgres_engine(url: str, query: dict, pool_size: int, limits: DbLimits) ->
     return engine
 
 
-def _arm(engine: Engine, conn: Connection, profile: str) -> int | None:
+def _arm(conn: Connection, profile: str) -> int | None:
     """Arm the watchdog for a PostgreSQL request transaction (None otherwise)."""
     if profile != REQUEST:
         return None
@@ -350,7 +350,7 @@ def read_tx(engine: Engine, *, profile: str = REQUEST) -> Iterator[Connection]:
         with _connect(engine, profile) as conn:
             if not is_sqlite(engine):
                 conn = conn.execution_options(isolation_level="REPEATABLE READ")
-            token = _arm(engine, conn, profile)
+            token = _arm(conn, profile)
             try:
                 with conn.begin():
                     yield conn
@@ -371,7 +371,7 @@ def write_tx(engine: Engine, *, profile: str = REQUEST) -> Iterator[Connection]:
         with _connect(engine, profile) as conn:
             if is_sqlite(engine):
                 conn = conn.execution_options(sqlite_begin="IMMEDIATE")
-            token = _arm(engine, conn, profile)
+            token = _arm(conn, profile)
             try:
                 with conn.begin():
                     yield conn
