@@ -22,6 +22,7 @@ SQLAlchemy ``DBAPIError`` like any other statement's.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import Connection, Table
@@ -47,11 +48,35 @@ def sqlite_value(conn: Connection, table: Table, column: str, value: Any) -> Any
     return proc(value) if proc is not None and value is not None else value
 
 
+_SAMPLES = (datetime(1, 1, 1), datetime(2026, 10, 2, 8, 30, 0, 5),
+            datetime(2026, 10, 2, 9, 30, tzinfo=timezone(timedelta(hours=1))), datetime(9999, 12, 31, 23, 59, 59))
+
+
+def _fast(proc: _Proc) -> _Proc:
+    """SQLAlchemy's SQLite datetime processor formats in Python; ``isoformat`` does the
+    same in C. Used only when it gives the very same text (wall time, microseconds, the
+    offset dropped as SQLAlchemy drops it) for sample values, else the original."""
+    if proc is None:
+        return None
+
+    def iso(value: Any) -> Any:
+        if type(value) is datetime:
+            return (value if value.tzinfo is None else value.replace(tzinfo=None)).isoformat(" ", "microseconds")
+        return proc(value)
+
+    try:
+        same = all(iso(v) == proc(v) for v in _SAMPLES)
+    except Exception:  # noqa: BLE001 - not a datetime processor
+        same = False
+    return iso if same else proc
+
+
 def _executemany(conn: Connection, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
     key = (table.name, tuple(columns))
     procs = _sqlite_procs.get(key)
     if procs is None:
-        procs = tuple(table.c[c].type.dialect_impl(conn.dialect).bind_processor(conn.dialect) for c in columns)
+        procs = tuple(_fast(table.c[c].type.dialect_impl(conn.dialect).bind_processor(conn.dialect))
+                      for c in columns)
         _sqlite_procs[key] = procs
     live = [(i, p) for i, p in enumerate(procs) if p is not None]
     if live:
