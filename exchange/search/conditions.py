@@ -23,12 +23,35 @@ def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+def prefix_upper_bound(text: str) -> str | None:
+    """The least string above every string that starts with ``text`` in code point order
+    (= the byte order of UTF-8): ``text`` with its last character incremented, dropping
+    trailing U+10FFFF; None when there is none (``text`` empty or all U+10FFFF)."""
+    chars = list(text)
+    while chars:
+        cp = ord(chars[-1]) + 1
+        if 0xD800 <= cp <= 0xDFFF:  # surrogates are not characters
+            cp = 0xE000
+        if cp <= 0x10FFFF:
+            chars[-1] = chr(cp)
+            return "".join(chars)
+        chars.pop()
+    return None
+
+
 def prefix_match(col: Any, text: str, is_pg: bool) -> ColumnElement[bool]:
-    """``col`` starts with ``text``: LIKE on PostgreSQL (varchar_pattern_ops index), a
-    binary range on SQLite (which cannot use an index for a case-insensitive LIKE)."""
+    """``col`` starts with ``text``: the range ``[text, prefix_upper_bound(text))`` in
+    binary order. On SQLite (which cannot use an index for a case-insensitive LIKE) with
+    ``>=`` / ``<``; on PostgreSQL with the ``varchar_pattern_ops`` operators ``~>=~`` /
+    ``~<~`` plus the LIKE itself: a LIKE alone only becomes an index range when the
+    pattern is a constant, which it is not in the generic plan of a prepared statement."""
+    upper = prefix_upper_bound(text)
     if is_pg:
-        return col.like(_like_escape(text) + "%", escape="\\")
-    return and_(col >= text, col < text + "\U0010ffff")
+        conds = [col.op("~>=~", is_comparison=True)(text)]
+        if upper is not None:
+            conds.append(col.op("~<~", is_comparison=True)(upper))
+        return and_(*conds, col.like(_like_escape(text) + "%", escape="\\"))
+    return and_(col >= text, col < upper) if upper is not None else col >= text
 
 
 def token_cond(t: Any, raw: str, modifier: str | None, name: str) -> ColumnElement[bool]:
@@ -195,6 +218,6 @@ MODIFIERS: dict[str, set[str]] = {
 }
 
 __all__ = [
-    "MODIFIERS", "date_cond", "number_cond", "prefix_match", "reference_cond",
+    "MODIFIERS", "date_cond", "number_cond", "prefix_match", "prefix_upper_bound", "reference_cond",
     "string_cond", "token_cond", "true", "uri_cond",
 ]

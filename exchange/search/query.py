@@ -74,8 +74,11 @@ class QueryContext:
     issues: list[Issue] = field(default_factory=list)
     unknown: set[str] = field(default_factory=set)
     #: set by :func:`criteria_conditions`: a criterion is an uncorrelated ``rid IN`` list,
-    #: so the outer query should be driven by it (SQLite; see the module doc)
+    #: so the outer query should be driven by it (module doc)
     driver: bool = False
+    #: set by :func:`criteria_conditions`: several ``IN``-subqueries for PostgreSQL's
+    #: planner to order, which only its custom plans (values known) do well (module doc)
+    custom_plans: bool = False
 
     @property
     def is_pg(self) -> bool:
@@ -153,6 +156,15 @@ def _member(qc: QueryContext, rid_col: Any, sub: Any, sub_rid: Any, correlated: 
 #: (dates, quantities) and substring matches often a large share of the type
 _RANK_BY_TYPE = {"reference": 1, "token": 2, "uri": 3, "string": 4, "date": 7, "quantity": 7, "number": 7,
                  "composite": 6}
+#: a rank at or below this names one or a few resources (``_id``, a reference, an
+#: identifier): on PostgreSQL only such a criterion drives probes (module doc)
+SELECTIVE = 1
+#: token parameters over small code sets or booleans: a value matches a large share of
+#: the type (``status=final``, ``gender=female``), so they never drive before a code
+_COARSE_TOKENS = frozenset({
+    "status", "gender", "active", "intent", "priority", "category", "clinical-status",
+    "verification-status", "class", "deceased", "criticality", "severity", "_tag", "_security",
+})
 
 
 def selectivity_rank(types: list[str], crit: Criterion) -> int | None:
@@ -176,8 +188,10 @@ def selectivity_rank(types: list[str], crit: Criterion) -> int | None:
         if modifier == "text":
             return 8
         # "system|" alone matches every value of a code system
-        if any(v.endswith("|") and not v.endswith("\\|") for v in crit.values):
+        if any(v.endswith("|") and not v.endswith("\\|") for v in crit.values) or code in _COARSE_TOKENS:
             return 6
+        if code == "identifier" or code.endswith("-identifier") or modifier == "of-type":
+            return SELECTIVE
     if sp.type == "string" and modifier == "contains":
         return 8
     if sp.type == "string" and modifier == "exact":
@@ -190,21 +204,27 @@ def criteria_conditions(
 ) -> list[ColumnElement[bool]]:
     """Conditions for every criterion (ANDed); unknown names raise or are reported (lenient).
 
-    ``driven``: another ANDed condition (a compartment) already selects few rows, so on
-    SQLite every criterion is a correlated probe; otherwise, with several criteria, the
-    most selective one drives and the others probe (module doc).
+    ``driven``: another ANDed condition (a compartment) already selects few rows, so
+    every criterion is a correlated probe; otherwise, with several criteria, the most
+    selective one drives and the others probe; on PostgreSQL only when that one is
+    :data:`SELECTIVE`, else its planner orders ``IN``-subqueries with custom plans
+    (``qc.custom_plans``; module doc).
     """
     driver: int | None = None
+    probes = qc.correlate and driven
     if qc.correlate and not driven and len(criteria) > 1:
         ranks = [selectivity_rank(types, c) for c in criteria]
         candidates = [(r, i) for i, r in enumerate(ranks) if r is not None]
-        driver = min(candidates)[1] if candidates else None
+        if candidates and (not qc.is_pg or min(candidates)[0] <= SELECTIVE):
+            driver, probes = min(candidates)[1], True
+    if qc.is_pg and not probes and len(criteria) > 1:
+        qc.custom_plans = True
     out: list[ColumnElement[bool]] = []
     for i, crit in enumerate(criteria):
-        correlated = qc.correlate and (driven or (len(criteria) > 1 and i != driver))
+        correlated = probes and i != driver
         try:
             out.append(criterion_cond(qc, types, crit.name, crit.values, rid_col, correlated=correlated))
-            if qc.correlate and not correlated and selectivity_rank(types, crit) is not None:
+            if (probes or len(criteria) == 1) and not correlated and selectivity_rank(types, crit) is not None:
                 qc.driver = True
         except _Unknown as exc:
             msg = f"Unknown or unsupported search parameter {crit.name!r} for {','.join(types) or 'system'}"

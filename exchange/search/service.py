@@ -58,6 +58,10 @@ def _page_size(settings: Settings, req: SearchRequest) -> int:
 def _base_conditions(qc: QueryContext, types: list[str], req: SearchRequest,
                      compartment: tuple[str, str] | None) -> list[Any]:
     conds: list[Any] = criteria_conditions(qc, types, req.criteria, rc.c.rid, driven=compartment is not None)
+    if qc.custom_plans:
+        # psycopg prepares a statement after 5 executions and PostgreSQL may then switch to
+        # a generic plan, which cannot see which criterion is selective (query.py module doc)
+        qc.conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
     if compartment is not None:
         conds.append(compartment_cond(types, compartment, rc.c.rid))
     # with a driving rid list, keep the planner off the (res_type, res_id) index (query.py module doc)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import parse_qsl
 
 import pytest
 from sqlalchemy import event
@@ -13,7 +14,7 @@ from sqlalchemy import event
 from exchange.db.engine import read_tx
 from exchange.pipeline.disclosure import PERMIT, Decision
 from exchange.repository.store import read_current
-from exchange.search import query
+from exchange.search import query, service
 from exchange.search.params import Criterion
 
 #: (type, query, compartment, expected ids) -- several ANDed criteria of every kind
@@ -118,17 +119,10 @@ def test_sqlite_plan_materialises_only_the_driving_criterion(sx, q):
     assert all(plan[i + 1].endswith("_rid (rid=?)") for i in probes), plan
 
 
-@pytest.mark.parametrize("q", _ORDERS)
-def test_postgresql_generic_plan_probes_through_the_rid_index(sx, q):
-    """psycopg prepares a statement after 5 executions and PostgreSQL then may switch to a
-    generic plan (values unknown): before, that plan drove the search from every row of
-    the code (12-19 ms at 1,000 patients against 0.5 ms)."""
-    if sx.engine.dialect.name != "postgresql":
-        pytest.skip("PostgreSQL plan")
+def _generic_plan(sx: Any, statement: str, params: dict[str, Any]) -> str:
+    """EXPLAIN of ``statement`` as PostgreSQL plans it once prepared, without its values."""
     from psycopg import sql as pgsql
 
-    statement, params = _main_statement(sx, "Observation", q)
-    assert statement.count("EXISTS") == 2 and statement.count("OFFSET 0") == 2
     raw = sx.engine.raw_connection()
     try:
         cur = raw.cursor()
@@ -141,14 +135,67 @@ def test_postgresql_generic_plan_probes_through_the_rid_index(sx, q):
         cur.execute(pgsql.SQL("EXPLAIN EXECUTE shape_probe({})").format(args))
         plan = "\n".join(r[0] for r in cur.fetchall())
         cur.execute("DEALLOCATE shape_probe")
-    finally:
-        raw.rollback()
-        raw.close()
+    except Exception:
+        raw.invalidate()  # never return a session with our settings to the pool
+        raise
+    raw.rollback()  # the SETs were inside the transaction: undone
+    raw.close()
+    return plan
+
+
+@pytest.mark.parametrize("q", _ORDERS)
+def test_postgresql_generic_plan_probes_through_the_rid_index(sx, q):
+    """psycopg prepares a statement after 5 executions and PostgreSQL then may switch to a
+    generic plan (values unknown): before, that plan drove the search from every row of
+    the code (12-19 ms at 1,000 patients against 0.5 ms)."""
+    if sx.engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL plan")
+    statement, params = _main_statement(sx, "Observation", q)
+    assert statement.count("EXISTS") == 2 and statement.count("OFFSET 0") == 2
+    plan = _generic_plan(sx, statement, params)
     assert "Semi Join" not in plan and plan.count("SubPlan") >= 2, plan
     driver = plan[: plan.index("SubPlan")]
     assert "on search_reference" in driver and "search_token" not in driver and "search_date" not in driver, plan
     for table in ("search_token", "search_date"):
         assert f"ix_{table}_rid on {table}" in plan, plan
+
+
+def test_postgresql_generic_plan_of_a_name_prefix_is_an_index_range(sx):
+    """``norm LIKE $1`` alone is no index range in a generic plan (the pattern is unknown):
+    it read every family name of the type; the ``~>=~`` / ``~<~`` bounds are one."""
+    if sx.engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL plan")
+    statement, params = _main_statement(sx, "Patient", "family=smi")
+    plan = _generic_plan(sx, statement, params)
+    assert re.search(r"Index Cond: .*norm\)::text ~>=~ .*norm\)::text ~<~", plan), plan
+
+
+@pytest.mark.parametrize(("q", "custom"), [
+    ("status=final&code=http://loinc.org|8867-4", True),  # no selective criterion: the planner orders
+    ("date=ge2020&date=lt2030", True),
+    ("patient=Patient/p1&code=8867-4", False),  # the reference drives probes
+    ("code=8867-4", False),
+])
+def test_postgresql_custom_plans_only_without_a_selective_driver(sx, q, custom):
+    if sx.engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL setting")
+    with read_tx(sx.engine) as conn:
+        service.search(conn, sx.context(), sx.settings, resource_type="Observation", params=parse_qsl(q),
+                       base_url=sx.base)
+        mode = conn.exec_driver_sql("SHOW plan_cache_mode").scalar()
+    assert mode == ("force_custom_plan" if custom else "auto")
+    statement, _ = _main_statement(sx, "Observation", q)
+    assert ("EXISTS" in statement) is (not custom and "&" in q)
+
+
+def test_sqlite_coarse_token_does_not_drive(sx):
+    if sx.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite plan")
+    statement, params = _main_statement(sx, "Patient", "gender=female&family=smith")
+    with read_tx(sx.engine) as conn:
+        plan = [row[3] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, params)]
+    lists = [i for i, step in enumerate(plan) if step.startswith("LIST SUBQUERY")]
+    assert len(lists) == 1 and "search_string" in plan[lists[0] + 1], plan
 
 
 def _rank(types: list[str], name: str, value: str) -> int | None:
@@ -163,6 +210,9 @@ def test_selectivity_rank_orders_the_kinds_of_criteria():
     assert _rank(obs, "code", "x|8867-4") < _rank(obs, "date", "ge2024") < _rank(obs, "code:text", "heart")
     assert _rank(["Patient"], "family:exact", "Smith") < _rank(["Patient"], "family", "Sm")
     assert _rank(["Patient"], "family", "Sm") < _rank(["Patient"], "family:contains", "mi")
+    assert _rank(obs, "identifier", "x|1") == _rank(obs, "patient", "Patient/p1") == query.SELECTIVE
+    assert _rank(obs, "code", "x|8867-4") < _rank(obs, "status", "final")  # a small code set
+    assert _rank(["Patient"], "family", "Sm") < _rank(["Patient"], "gender", "female")
     assert _rank(obs, "subject:Patient.name", "smith") == 5
     assert _rank(["Patient"], "_has:Observation:patient:code", "x") == 5
     for name in ("status:not", "value-quantity:missing", "nonsense", "_id:exact"):
