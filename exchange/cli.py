@@ -74,11 +74,12 @@ def _cmd_load(args: argparse.Namespace) -> int:
     rc = 0
     for path in args.bundles:
         bundle = orjson.loads(Path(path).read_bytes())
-        ctx = RequestContext(requester=requester, method="POST", path="", interaction="transaction")
+        ctx = RequestContext(requester=requester, method="POST", path="", interaction="transaction",
+                             audit_in_transaction=True)
         ctx.gate = svc.gate
         try:
             result = process_bundle(svc, ctx, bundle)
-            if svc.audit is not None:
+            if svc.audit is not None and not ctx.audited:
                 ctx.outcome_status = 200
                 svc.audit.record(ctx)
         except FhirError as exc:

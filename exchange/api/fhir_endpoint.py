@@ -38,6 +38,7 @@ def process(svc: Services, request_parts: dict) -> tuple[FhirResponse, RequestCo
     ctx = RequestContext(
         requester=ANONYMOUS, method=req.method, path="/".join(req.parts), query=req.query_string,
         remote_addr=request_parts.get("remote"), user_agent=req.header("user-agent"),
+        audit_in_transaction=True,
     )
     public = req.parts in (["metadata"],) and req.method in ("GET", "HEAD")
     resp: FhirResponse
@@ -60,7 +61,7 @@ def process(svc: Services, request_parts: dict) -> tuple[FhirResponse, RequestCo
         oo = operation_outcome([Issue("exception", "An internal error occurred; it has been logged")])
         resp = FhirResponse(status=500, body=orjson.dumps(oo))
     ctx.outcome_status = resp.status
-    if svc.audit is not None and not public:
+    if svc.audit is not None and not public and not ctx.audited:
         try:
             svc.audit.record(ctx)
         except Unavailable as exc:

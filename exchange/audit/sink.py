@@ -24,7 +24,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from exchange.audit import chain, keys
 from exchange.audit.event import event_from_context, token_event
@@ -93,6 +93,36 @@ class AuditSink:
         self._await(pending)
         assert pending.seq is not None
         return pending.seq
+
+    def append_in(self, conn: Connection, ctx: RequestContext, status: int) -> chain.Appended | None:
+        """Append the AuditEvent of a write inside the write's own transaction, so that the
+        write and its record commit together or not at all (a write is never acknowledged
+        unrecorded, nor refused with 503 after it was stored). Call :meth:`committed` after
+        the commit. Raises Unavailable (and so rolls the write back) if it cannot append."""
+        if not self.enabled:
+            return None
+        ctx.outcome_status = status
+        try:
+            if self.fail_writes:
+                raise InjectedAuditFailure("audit write failure injected")
+            return chain.append_events(conn, self.settings, [chain.canonical(event_from_context(ctx))])
+        except Exception as exc:  # noqa: BLE001 - any failure: nothing is written
+            log.error("audit append within the write failed: %s", exc)
+            raise Unavailable("The audit log is unavailable; nothing was written") from exc
+
+    def committed(self, ctx: RequestContext, appended: chain.Appended | None) -> None:
+        """After the commit of a write whose event :meth:`append_in` appended."""
+        if appended is None:
+            return
+        ctx.audited = True
+        self.batches += 1
+        self.events_written += 1
+        if appended.checkpoint is not None:
+            try:
+                keys.advance_witness(self.settings, appended.checkpoint["event_count"],
+                                     appended.checkpoint["head_hash"])
+            except OSError as exc:
+                log.error("audit witness file not updated: %s", exc)
 
     def inject_failure(self, on: bool = True) -> None:
         """Make every following write fail (tests prove: 503 and no data)."""

@@ -53,8 +53,14 @@ def bundle_handler(svc: Services, ctx: RequestContext, req: FhirRequest, conn: C
         if conn is not None:
             body = process_transaction(svc, ctx, entries, conn, base_url=req.base_url)
         else:
+            from exchange.interactions.router import audit_committed, audit_within
+
             with write_tx(svc.engine) as c:
                 body = process_transaction(svc, ctx, entries, c, base_url=req.base_url)
+                resp = FhirResponse(status=200, body=orjson.dumps(body))
+                appended = audit_within(svc, ctx, c, resp)
+            audit_committed(svc, ctx, appended)
+            return resp
         return FhirResponse(status=200, body=orjson.dumps(body))
     if btype == "batch":
         ctx.interaction = "batch"

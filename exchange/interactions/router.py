@@ -11,6 +11,7 @@ import hashlib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -190,6 +191,18 @@ def _restore(ctx: RequestContext, saved: tuple) -> None:
         set(saved[0]), list(saved[1]), saved[2], Counter(saved[3]), saved[4], list(saved[5]))
 
 
+def audit_within(svc: Services, ctx: RequestContext, conn: Connection, resp: FhirResponse) -> Any:
+    """Append the request's AuditEvent in its write transaction when asked to (API, CLI)."""
+    if svc.audit is None or not ctx.audit_in_transaction or ctx.parent is not None:
+        return None
+    return svc.audit.append_in(conn, ctx, resp.status)
+
+
+def audit_committed(svc: Services, ctx: RequestContext, appended: Any) -> None:
+    if appended is not None and svc.audit is not None:
+        svc.audit.committed(ctx, appended)
+
+
 def handle(svc: Services, ctx: RequestContext, req: FhirRequest, conn: Connection | None = None) -> FhirResponse:
     """Route, authorise and run one interaction, in its own transaction unless ``conn``.
 
@@ -219,7 +232,10 @@ def handle(svc: Services, ctx: RequestContext, req: FhirRequest, conn: Connectio
             with write_tx(svc.engine) as c:
                 if conditional:
                     serialise_conditional(c, route.resource_type or "")
-                return route.handler(svc, ctx, req, c)
+                resp = route.handler(svc, ctx, req, c)
+                appended = audit_within(svc, ctx, c, resp)
+            audit_committed(svc, ctx, appended)
+            return resp
         except DBAPIError as exc:
             if not _lost_race(exc):
                 raise

@@ -100,6 +100,10 @@ class RequestContext:
     outcome_detail: str | None = None
     parent: RequestContext | None = None  # set for batch / transaction entries
     gate: object | None = None  # the DisclosureGate for this request (set by the pipeline)
+    #: write the AuditEvent of a write inside the write's own transaction (set by the API
+    #: and the CLI): the write and its record commit together or not at all
+    audit_in_transaction: bool = False
+    audited: bool = False  # the AuditEvent is already committed (with the write)
 
     def child(self, *, method: str, path: str, query: str = "") -> RequestContext:
         """A context for one entry of a batch or transaction (same requester)."""

@@ -89,3 +89,58 @@ def test_migrated_triggers_refuse_changes_and_chain_verifies(audited, engine) ->
         assert conn.execute(select(func.count()).select_from(audit_event)).scalar() > 0
     result = verify(engine, settings)
     assert result.ok, result.summary()
+
+
+def _stored(engine, rtype: str, rid: str) -> bool:  # noqa: ANN001
+    from exchange.db.tables import resource_current as rc
+
+    with engine.connect() as conn:
+        return conn.execute(select(rc.c.rid).where(rc.c.res_type == rtype, rc.c.res_id == rid)).first() is not None
+
+
+def test_write_and_its_record_commit_together(audited, engine) -> None:  # noqa: ANN001
+    """A write's AuditEvent is appended in the write's own transaction: one event, and
+    it is in the log as soon as the write is."""
+    client, _, _ = audited
+    before = len(_events(engine))
+    r = client.put("/fhir/Patient/aud-w1", json={"resourceType": "Patient", "id": "aud-w1"})
+    assert r.status_code == 201, r.text
+    rows = _events(engine)
+    assert len(rows) == before + 1
+    assert rows[-1].subtype == "update" and rows[-1].outcome == 0
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"request": {"method": "PUT", "url": "Patient/aud-w2"}, "resource": {"resourceType": "Patient", "id": "aud-w2"}}]}
+    r = client.post("/fhir", json=bundle)
+    assert r.status_code == 200, r.text
+    rows = _events(engine)
+    assert len(rows) == before + 2 and rows[-1].subtype == "transaction"
+
+
+@pytest.mark.parametrize("how", ["update", "create", "transaction"])
+def test_write_refused_with_503_when_its_record_cannot_be_written_stores_nothing(audited, engine, how) -> None:  # noqa: ANN001
+    """No write is stored unrecorded, and none is stored behind a 503 (a client retrying a
+    refused POST must not make a duplicate)."""
+    client, app, _ = audited
+    rid = f"aud-fail-{how}"
+    before = len(_events(engine))
+    app.state.audit.inject_failure(True)
+    try:
+        if how == "update":
+            r = client.put(f"/fhir/Patient/{rid}", json={"resourceType": "Patient", "id": rid})
+        elif how == "create":
+            r = client.post("/fhir/Patient", json={"resourceType": "Patient", "identifier": [
+                {"system": "urn:test", "value": rid}]})
+        else:
+            r = client.post("/fhir", json={"resourceType": "Bundle", "type": "transaction", "entry": [
+                {"request": {"method": "PUT", "url": f"Patient/{rid}"},
+                 "resource": {"resourceType": "Patient", "id": rid}}]})
+    finally:
+        app.state.audit.inject_failure(False)
+    assert r.status_code == 503, r.text
+    assert r.json()["resourceType"] == "OperationOutcome" and r.headers.get("retry-after")
+    assert len(_events(engine)) == before
+    if how == "create":
+        got = client.get("/fhir/Patient", params={"identifier": f"urn:test|{rid}"}).json()
+        assert not [e for e in got.get("entry", []) if e["search"]["mode"] == "match"]
+    else:
+        assert not _stored(engine, "Patient", rid)
