@@ -41,9 +41,23 @@ def clip(text: str | None) -> str | None:
     return text[:CLIP] if text is not None else None
 
 
-@lru_cache(maxsize=8192)  # the same names, codes' displays and places recur across a feed
+#: longest text whose derived values are memoised (names, displays, dates, references
+#: recur across a feed); longer ones, e.g. from a hostile query, are computed each time
+#: so the caches stay small
+CACHE_TEXT = 256
+
+
 def normalise(text: str) -> str:
     """Case- and accent-insensitive form used by string search (casefold, strip marks)."""
+    return _normalise_cached(text) if len(text) <= CACHE_TEXT else _normalise(text)
+
+
+@lru_cache(maxsize=8192)
+def _normalise_cached(text: str) -> str:
+    return _normalise(text)
+
+
+def _normalise(text: str) -> str:
     decomposed = unicodedata.normalize("NFKD", text)
     stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
     return " ".join(stripped.casefold().split())
@@ -56,6 +70,15 @@ def _add_months(dt: datetime, months: int) -> datetime:
 
 def date_range(text: str) -> tuple[datetime, datetime] | None:
     """[low, high) in naive UTC for a FHIR date/dateTime/instant string, None if invalid."""
+    return _date_range_cached(text) if len(text) <= CACHE_TEXT else _date_range(text)
+
+
+@lru_cache(maxsize=8192)
+def _date_range_cached(text: str) -> tuple[datetime, datetime] | None:
+    return _date_range(text)
+
+
+def _date_range(text: str) -> tuple[datetime, datetime] | None:
     m = _DATE_RE.match(text.strip())
     if not m:
         return None
@@ -200,18 +223,30 @@ def references(values: list[Any]) -> list[tuple[str | None, str | None, str | No
         ref = v.get("reference") if isinstance(v, dict) else v
         if not isinstance(ref, str) or not ref or ref.startswith("#"):
             continue
-        rtype = reference_type(v)
-        parts = ref.split("|")[0].split("/")
-        if "_history" in parts:
-            parts = parts[: parts.index("_history")]
-        rid = parts[-1] if rtype and len(parts) >= 2 else None
-        if rtype and (len(rtype) > 64 or not rid or len(rid) > 64):
-            rtype = rid = None  # not a valid type / id (FHIR ids are at most 64 characters)
-        absolute = ref if "://" in ref or ref.startswith("urn:") else None
-        if rtype is None and absolute is None:
-            continue
-        out.append((rtype, rid, absolute))
+        explicit = str(v["type"]) if isinstance(v, dict) and v.get("type") else None
+        row = (_reference_row_cached if len(ref) <= CACHE_TEXT else _reference_row)(ref, explicit)
+        if row is not None:
+            out.append(row)
     return out
+
+
+@lru_cache(maxsize=8192)  # a resource's subject/patient/encounter recur across parameters
+def _reference_row_cached(ref: str, explicit_type: str | None) -> tuple[str | None, str | None, str | None] | None:
+    return _reference_row(ref, explicit_type)
+
+
+def _reference_row(ref: str, explicit_type: str | None) -> tuple[str | None, str | None, str | None] | None:
+    rtype = explicit_type if explicit_type is not None else reference_type(ref)
+    parts = ref.split("|")[0].split("/")
+    if "_history" in parts:
+        parts = parts[: parts.index("_history")]
+    rid = parts[-1] if rtype and len(parts) >= 2 else None
+    if rtype and (len(rtype) > 64 or not rid or len(rid) > 64):
+        rtype = rid = None  # not a valid type / id (FHIR ids are at most 64 characters)
+    absolute = ref if "://" in ref or ref.startswith("urn:") else None
+    if rtype is None and absolute is None:
+        return None
+    return (rtype, rid, absolute)
 
 
 def quantities(values: list[Any]) -> list[tuple[float, float, str | None, str | None]]:
