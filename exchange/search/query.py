@@ -28,7 +28,12 @@ other indexes (``res_type``, ``target_id``) are wrapped so no index matches them
 (:meth:`QueryContext.unindexed`: SQLite's unary ``+``, sqlite.org/optoverview.html
 "Disqualifying WHERE clause terms using unary-+"; ``|| ''`` on PostgreSQL), and on
 PostgreSQL a probe carries ``OFFSET 0``, which stops the planner from flattening it
-into a semi-join it could reorder. docs/search.md ("Query plans") shows both plans.
+into a semi-join it could reorder. On PostgreSQL the driver and probes are used only
+when the driver is :data:`SELECTIVE` (``_id``, a reference, an identifier) or a
+compartment drives; otherwise its planner orders the ``IN``-subqueries by its
+statistics (better than probing from a broad driver) and the transaction is told to
+plan with the values (``qc.custom_plans``). docs/search.md ("Shape of the criteria")
+shows the plans and the measurements.
 """
 
 from __future__ import annotations
