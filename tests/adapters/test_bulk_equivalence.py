@@ -168,9 +168,19 @@ def _snapshot(conn, prefix: str) -> dict[str, Any]:  # noqa: ANN001
     links = conn.execute(select(consent_link).where(consent_link.c.rid.in_(list(cur)))).mappings().all()
     snap["consent_link"] = _sorted((cur[r["rid"]], tuple((k, _norm(v)) for k, v in sorted(r.items())
                                                         if k not in ("rid", "id"))) for r in links)
-    versions = conn.execute(select(rv.c.rid, rv.c.version_id, rv.c.content, rv.c.method, rv.c.deleted)
+    pointers = conn.execute(select(rc.c.rid, rc.c.version_id, rc.c.last_updated, rc.c.deleted, rv.c.version_id)
+                            .select_from(rc.join(rv, rv.c.seq == rc.c.seq)).where(rc.c.rid.in_(list(cur)))).all()
+    snap["current"] = _sorted((cur[p[0]], p[1], _plain(p[2]), bool(p[3]), p[4]) for p in pointers)
+    # the stored text itself (SQLite keeps datetimes as text and compares them lexically)
+    for table, cols in (("resource_current", "last_updated, deleted, version_id"),
+                        ("resource_version", "last_updated, deleted, version_id, method"),
+                        ("search_date", "param, low, high"), ("consent_link", "kind, period_end"),
+                        ("consent_fact", "restricted, not_for_patient, care_pref, directive")):
+        raw = conn.exec_driver_sql(f"SELECT rid, {cols} FROM {table}").all()
+        snap[f"raw {table}"] = _sorted((cur[r[0]], *r[1:]) for r in raw if r[0] in cur)
+    versions = conn.execute(select(rv.c.rid, rv.c.version_id, rv.c.last_updated, rv.c.content, rv.c.method, rv.c.deleted)
                             .where(rv.c.rid.in_(list(cur)))).all()
-    snap["versions"] = _sorted((cur[v.rid], v.version_id, v.method, bool(v.deleted),
+    snap["versions"] = _sorted((cur[v.rid], v.version_id, _plain(v.last_updated), v.method, bool(v.deleted),
                                _unprefixed(v.content, prefix)) for v in versions)
     return snap
 
