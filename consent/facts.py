@@ -16,7 +16,7 @@ episodeofcare.html, careteam.html).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
 
@@ -111,15 +111,16 @@ def _org(ref: Any) -> tuple[str | None, str | None]:
 
 
 def _end_of(resource: dict[str, Any]) -> datetime | None:
-    """When the link stopped counting (None: still open)."""
+    """When the link stopped counting (None: still open), in UTC.
+
+    In UTC because SQLite stores an aware datetime's wall time without its offset: an
+    end of ``09:30+01:00`` kept as 09:30 would count for an hour too long there."""
     period = resource.get("period") if isinstance(resource.get("period"), dict) else {}
     end = parse_instant(period.get("end"), end=True)
-    if end is not None:
-        return end
-    if resource.get("status") in _CLOSED:
-        return (parse_instant(period.get("start"))
-                or parse_instant((resource.get("meta") or {}).get("lastUpdated")))
-    return None
+    if end is None and resource.get("status") in _CLOSED:
+        end = (parse_instant(period.get("start"))
+               or parse_instant((resource.get("meta") or {}).get("lastUpdated")))
+    return end.astimezone(UTC) if end is not None else None
 
 
 def links_of(resource: dict[str, Any]) -> list[Link]:
