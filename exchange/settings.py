@@ -65,9 +65,9 @@ class Settings:
     db_keepalives_count: int = 3
     db_tcp_user_timeout_ms: int = 25_000
     #: last resort when the server does not answer at all, not even to a cancel (a stuck
-    #: disk, a frozen host): a request transaction still running after this many seconds
-    #: has its connection cut by the client (s); a pooled connection's liveness check is
-    #: cut after db_connect_timeout_s
+    #: disk, a frozen host): a request transaction that has waited this many seconds for
+    #: one statement's result has its connection cut by the client (s); a pooled
+    #: connection's liveness check is cut after db_connect_timeout_s
     db_request_deadline_s: int = 45
     #: SQLite busy_timeout (ms): how long a request waits for the database write lock
     sqlite_busy_timeout_ms: int = 10_000

@@ -25,10 +25,10 @@ Time limits (issue 11: a hung database must not hang the exchange; docs/architec
 * Last resort, for a server that does not answer at all - not even to the cancel its
   own ``statement_timeout`` sends, as with a stuck disk or a frozen host, where TCP
   keepalives are still answered by the kernel: a :class:`Watchdog` cuts (``shutdown``)
-  the socket of a request transaction still running after ``request_deadline_s``, and
-  of a pool liveness check (which replaces ``pool_pre_ping``) after
-  ``connect_timeout_s``. The waiting thread then gets a connection error (503) and the
-  pool drops the connection.
+  the socket of a request transaction that has waited on one statement for more than
+  ``request_deadline_s``, and of a pool liveness check (which replaces
+  ``pool_pre_ping``) after ``connect_timeout_s``. The waiting thread then gets a
+  connection error (503) and the pool drops the connection.
 
 When a limit is hit, :func:`read_tx` / :func:`write_tx` turn the error into
 :class:`exchange.outcome.Unavailable` (503, ``Retry-After``) in one place; the
@@ -69,6 +69,7 @@ POOL_TIMEOUT_S = 10
 _QUERY_CANCELED = "57014"  # statement_timeout (or a cancel request)
 _LOCK_NOT_AVAILABLE = "55P03"  # lock_timeout
 _IDLE_IN_TX_TIMEOUT = "25P03"  # idle_in_transaction_session_timeout (session ended)
+_PQTRANS_ACTIVE = 1  # libpq PQtransactionStatus: a command is in progress
 # SQLite primary result codes (sqlite.org/rescode.html)
 _SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
 
@@ -134,25 +135,30 @@ class StoreTimeout(Unavailable):
 
 
 class Watchdog:
-    """Cuts the socket of a PostgreSQL connection that overran its deadline.
+    """Cuts the socket of a PostgreSQL connection that has waited on the server too long.
 
-    ``arm`` / ``disarm`` are a dictionary insert and delete under a lock; one daemon
-    thread looks at the armed connections every ``period`` seconds. Cutting happens under
-    the same lock as ``disarm``, so a connection whose transaction has ended (and which
-    may already serve someone else) is never cut."""
+    A connection is cut when it has been waiting for the server (libpq transaction status
+    ACTIVE: a command sent, its result not yet in) at every look for longer than its
+    deadline - a per-statement bound, so a long transaction of many short statements (an
+    audit verify walking the log) is never cut, while a statement the server never
+    answers is. ``arm`` / ``disarm`` are a dictionary insert and delete under a lock; one
+    daemon thread looks every ``period`` seconds. Cutting happens under the same lock as
+    ``disarm``, so a connection whose transaction has ended (and which may already serve
+    someone else) is never cut."""
 
     def __init__(self, period: float = 0.25) -> None:
         self.period = period
         self.cuts = 0
         self._lock = threading.Lock()
-        self._armed: dict[int, tuple[float, object, str]] = {}
+        # token -> [seconds, dbapi connection, what, waiting since (None: not waiting)]
+        self._armed: dict[int, list] = {}
         self._ids = itertools.count()
         self._thread: threading.Thread | None = None
 
     def arm(self, dbapi_conn: object, seconds: float, what: str) -> int:
         token = next(self._ids)
         with self._lock:
-            self._armed[token] = (time.monotonic() + seconds, dbapi_conn, what)
+            self._armed[token] = [seconds, dbapi_conn, what, None]
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="db-watchdog", daemon=True)
                 self._thread.start()
@@ -165,14 +171,29 @@ class Watchdog:
     def _run(self) -> None:
         while True:
             time.sleep(self.period)
-            now = time.monotonic()
             with self._lock:
-                for token, (deadline, conn, what) in list(self._armed.items()):
-                    if now >= deadline:
-                        del self._armed[token]
-                        if _cut(conn):
-                            self.cuts += 1
-                            log.error("database did not answer %s in time: connection cut", what)
+                self.look(time.monotonic())
+
+    def look(self, now: float) -> None:
+        """One look at every armed connection (called with the lock held)."""
+        for token, entry in list(self._armed.items()):
+            seconds, conn, what, since = entry
+            if not _waiting_on_server(conn):
+                entry[3] = None
+            elif since is None:
+                entry[3] = now  # may have started up to one period ago: cut late, never early
+            elif now - since >= seconds:
+                del self._armed[token]
+                if _cut(conn):
+                    self.cuts += 1
+                    log.error("database did not answer %s within %s s: connection cut", what, seconds)
+
+
+def _waiting_on_server(dbapi_conn: object) -> bool:
+    try:
+        return dbapi_conn.pgconn.transaction_status == _PQTRANS_ACTIVE  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - closed or gone: nothing to wait for
+        return False
 
 
 def _cut(dbapi_conn: object) -> bool:

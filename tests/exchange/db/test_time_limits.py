@@ -322,3 +322,47 @@ def test_watchdog_never_cuts_a_connection_it_was_disarmed_for(db_url: str) -> No
             assert WATCHDOG.cuts == cuts
     finally:
         eng.dispose()
+
+
+def test_a_long_transaction_of_short_statements_is_not_cut(db_url: str) -> None:
+    """The deadline bounds one wait on the server, not the transaction: an audit verify
+    or a large Bundle may run many quick statements for longer than the deadline."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("the watchdog guards PostgreSQL connections")
+    eng = make_engine(db_url, limits=DbLimits(request_deadline_s=2), pool_size=1)
+    cuts = WATCHDOG.cuts
+    try:
+        with read_tx(eng) as c:
+            started = time.monotonic()
+            while time.monotonic() - started < 4:
+                c.execute(text("SELECT pg_sleep(0.01)"))
+                time.sleep(0.05)  # the request's own work between statements
+        assert WATCHDOG.cuts == cuts
+    finally:
+        eng.dispose()
+
+
+class _FakePgConn:
+    def __init__(self) -> None:
+        self.transaction_status = 2  # idle in transaction
+        self.socket = -1  # nothing to cut: _cut reports False
+
+
+class _FakeConn:
+    def __init__(self) -> None:
+        self.pgconn = _FakePgConn()
+
+
+def test_watchdog_cuts_only_after_one_continuous_wait() -> None:
+    from exchange.db.engine import Watchdog
+
+    dog = Watchdog(period=3600)  # its thread never looks; the test does
+    conn = _FakeConn()
+    token = dog.arm(conn, 10, "a test")
+    waiting, idle = 1, 2
+    for t, status in [(0, waiting), (6, idle), (8, waiting), (12, waiting), (17, waiting)]:
+        conn.pgconn.transaction_status = status
+        dog.look(t)
+        assert token in dog._armed  # 8 -> 17 is 9 s of waiting: not yet
+    dog.look(18)
+    assert token not in dog._armed  # 10 s of waiting seen: cut (and forgotten)
