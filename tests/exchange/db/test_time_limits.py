@@ -366,3 +366,23 @@ def test_watchdog_cuts_only_after_one_continuous_wait() -> None:
         assert token in dog._armed  # 8 -> 17 is 9 s of waiting: not yet
     dog.look(18)
     assert token not in dog._armed  # 10 s of waiting seen: cut (and forgotten)
+
+
+def test_exhausted_pool_gives_503_through_read_tx(db_url: str) -> None:
+    """Before: SQLAlchemy's pool TimeoutError is no DBAPIError, so it escaped read_tx and
+    became a 500. Every connection is held here (as by requests stuck on a hung server)."""
+    eng = make_engine(db_url, limits=LIMITS, pool_size=1)
+    eng.pool._timeout = 0.2  # the wait for a free connection (10 s in production)
+    held = []
+    try:
+        for _ in range(eng.pool.size() + eng.pool._max_overflow):
+            held.append(eng.connect())
+        with pytest.raises(Unavailable) as caught, read_tx(eng):
+            pass
+        _assert_503(caught.value, "transient")
+        with pytest.raises(Unavailable), write_tx(eng):
+            pass
+    finally:
+        for c in held:
+            c.close()
+        eng.dispose()
