@@ -251,15 +251,19 @@ def make_engine(url: str, *, pool_size: int = 10, limits: DbLimits | None = None
     url = normalise_url(url)
     u = make_url(url)
     if u.get_backend_name() == "sqlite":
-        return _sqlite_engine(url, u.database, limits)
+        return _sqlite_engine(url, u.database, pool_size, limits)
     return _postgres_engine(url, u.query, pool_size, limits)
 
 
-def _sqlite_engine(url: str, database: str | None, limits: DbLimits) -> Engine:
+def _sqlite_engine(url: str, database: str | None, pool_size: int, limits: DbLimits) -> Engine:
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
     job_busy = limits.sqlite_busy_ms(JOB)
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": job_busy / 1000})
+    # a file database pools as many connections as PostgreSQL gets (3d67b6a); an
+    # in-memory one keeps SQLAlchemy's one-connection-per-thread pool
+    pooling = {"pool_size": pool_size, "max_overflow": pool_size} if database and database != ":memory:" else {}
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": job_busy / 1000},
+                           **pooling)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, record):  # noqa: ANN001
