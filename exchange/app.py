@@ -54,6 +54,9 @@ def build_services(settings: Settings, engine=None) -> Services:  # noqa: ANN001
         from exchange.auth.scopes import granular_filters
 
         svc.extras["granular_filters"] = granular_filters
+        from exchange.auth.scoped_gate import scoped_gate
+
+        svc.extras["scoped_gate"] = scoped_gate
     return svc
 
 

@@ -81,6 +81,7 @@ class _Wiring:
         self.authenticate = extras.get("authenticate")
         self.check_access = extras.get("check_access")
         self.request_authenticator = getattr(state, "authenticate", None)
+        self.scoped_gate = extras.get("scoped_gate")
 
 
 def parse_request(body: bytes) -> tuple[str, dict[str, Any]]:
@@ -120,7 +121,7 @@ def serve(w: _Wiring, ctx: RequestContext, body: bytes, authorization: str | Non
         w.check_access(ctx.requester, "operation", "Patient")
     if ctx.requester.kind == "patient" and ctx.requester.patient_id != pid:
         raise Forbidden("This token is bound to a different patient")
-    ctx.gate = w.gate
+    ctx.gate = w.scoped_gate(w.gate, ctx.requester) if w.scoped_gate is not None else w.gate
     with read_tx(w.engine) as conn:
         got = gather(conn, ctx, pid)
     base = w.settings.base_url.rstrip("/")

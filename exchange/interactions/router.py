@@ -152,9 +152,21 @@ def authorize(svc: Services, ctx: RequestContext) -> None:
     log's own rule (information-governance and system requesters only)."""
     checker = svc.extras.get("check_access")
     if checker is not None:
-        checker(ctx.requester, ctx.interaction, ctx.resource_type)
+        types = _listed_types(ctx) if ctx.interaction == "search-system" else []
+        if types:  # GET [base]?_type=A,B: each listed type, as a search of that type
+            for t in types:
+                checker(ctx.requester, "search-type", t)
+        else:
+            checker(ctx.requester, ctx.interaction, ctx.resource_type)
     if ctx.resource_type == "AuditEvent" and svc.settings.audit_enabled:
         check_log_access(ctx)
+
+
+def _listed_types(ctx: RequestContext) -> list[str]:
+    """The types a system search names in ``_type`` (empty: all types)."""
+    from urllib.parse import parse_qsl
+
+    return [t.strip() for k, v in parse_qsl(ctx.query or "") if k == "_type" for t in v.split(",") if t.strip()]
 
 
 def _conditional(route: Route, req: FhirRequest) -> bool:
@@ -216,7 +228,8 @@ def handle(svc: Services, ctx: RequestContext, req: FhirRequest, conn: Connectio
     ctx.resource_id = route.resource_id
     ctx.operation = route.operation
     if ctx.gate is None and ctx.parent is None:
-        ctx.gate = svc.gate
+        limit = svc.extras.get("scoped_gate")  # the token's scopes on every path out
+        ctx.gate = limit(svc.gate, ctx.requester) if limit is not None else svc.gate
     authorize(svc, ctx)
     conditional = route.writes and route.resource_type is not None and _conditional(route, req)
     if conn is not None or route.interaction in ("batch",):
