@@ -2,7 +2,10 @@
 
 Loaded from the official R4 SearchParameter definitions (``exchange/data/
 search-parameters.json``) for the served resource types plus the common ``Resource``
-parameters; each FHIRPath expression is compiled once per resource type
+parameters, and from the exchange's own built-in definitions (``exchange/data/
+search-parameters-exchange.json``, canonical URLs under the exchange's base: parameters
+R4 does not define but the exchange's requirements name, e.g. ``Flag?status``); each
+FHIRPath expression is compiled once per resource type
 (:mod:`exchange.search.fhirpath`). Custom SearchParameter resources are added with
 :func:`register_search_parameter` (and :func:`load_custom` reads those stored in the
 record); after adding one, :func:`exchange.search.indexer.reindex` fills its index.
@@ -25,6 +28,10 @@ SERVED_TYPES: tuple[str, ...] = tuple(
 )
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+#: SearchParameter Bundles indexed at write time and advertised like the official ones:
+#: the R4 definitions, then the exchange's own (a custom parameter shipped with the
+#: product; after adding one, existing databases need ``exchange search reindex --type T``)
+BUILTIN_FILES: tuple[str, ...] = ("search-parameters.json", "search-parameters-exchange.json")
 INDEXED_TYPES = frozenset({"token", "string", "date", "reference", "quantity", "number", "uri"})
 #: common parameters answered from resource_current rather than index rows
 SPECIAL_COMMON = {"_id"}
@@ -143,12 +150,13 @@ class Registry:
 
 def _load_default() -> Registry:
     reg = Registry()
-    text = (DATA_DIR / "search-parameters.json").read_text("utf-8")
-    for entry in json.loads(text).get("entry", []):
-        res = entry.get("resource") or {}
-        if res.get("code") in UNSUPPORTED_COMMON | UNSUPPORTED_CODES:
-            continue
-        reg.add(res)
+    for name in BUILTIN_FILES:
+        text = (DATA_DIR / name).read_text("utf-8")
+        for entry in json.loads(text).get("entry", []):
+            res = entry.get("resource") or {}
+            if res.get("code") in UNSUPPORTED_COMMON | UNSUPPORTED_CODES:
+                continue
+            reg.add(res)
     return reg
 
 
@@ -201,8 +209,9 @@ def _builtin() -> Registry:
 
 
 def builtin_param_names(resource_type: str) -> list[str]:
-    """The official R4 parameters that work for ``resource_type``, without any custom
-    SearchParameter registered at run time (the OpenAPI document describes the product)."""
+    """The built-in parameters (official R4 and the exchange's own, ``BUILTIN_FILES``)
+    that work for ``resource_type``, without any custom SearchParameter registered at
+    run time (the OpenAPI document describes the product)."""
     return ["_id", *sorted(sp.code for sp in _builtin().params_for(resource_type))]
 
 
