@@ -69,14 +69,18 @@ def _guess_control_id(text: str) -> str:
     return ""
 
 
-def map_message(msg: Message, ctx: MappingContext) -> list[dict[str, Any]]:
+def map_message(msg: Message, ctx: MappingContext, *,
+                visit_state: bool = True) -> list[dict[str, Any]]:
+    """Map one message. ``visit_state=False``: an ADT whose visit state is superseded
+    (a newer message for the same visit was applied): its Encounter (and an A11's
+    retraction) is left out, its patient and clinical segments are mapped."""
     handler = HANDLERS.get(msg.message_code)
     if handler is None:
         raise MappingError(
             f"{msg.message_type} messages are not supported (ADT, ORU^R01 and MDM^T02 are)",
             "MSH-9",
         )
-    builder = MessageBuilder(msg, ctx)
+    builder = MessageBuilder(msg, ctx, visit_state=visit_state)
     handler(builder)
     return builder.resources()
 

@@ -31,6 +31,11 @@ merge the person named in MRG-1 into it (``ctx.request_merge``); the pipeline li
 shared Patients (FHIR R4 patient.html#links: replaces / replaced-by) and moves
 references. A11 asks the pipeline to retract the Encounter (``ctx.retract``), which
 makes it entered-in-error; its clinical segments are not applied.
+
+Out of order (``MessageBuilder.visit_state`` False, set by the MLLP inbox for a state
+event older than one already applied to the same visit): the Encounter is not mapped
+(nor an A11's retraction), everything else is - PID, AL1, DG1, OBX and the CPR Flags,
+referring to the same visit - with a warning that the visit state was superseded.
 """
 
 from __future__ import annotations
@@ -73,6 +78,9 @@ def map_adt(b: MessageBuilder) -> None:
     b.organisation()
     if event in MERGES:
         _merge(b, patient)
+    elif event in ENCOUNTER_EVENTS and not b.visit_state:
+        if not _superseded_visit(b, event):
+            return
     elif event == "A11":
         _cancel_admit(b)
         return
@@ -105,6 +113,28 @@ def _merge(b: MessageBuilder, survivor: dict[str, Any]) -> None:
     if merged["id"] == survivor["id"]:
         raise MappingError("MRG-1 names the same patient as PID-3", "MRG-1")
     b.ctx.request_merge(survivor=survivor["id"], merged=merged["id"])
+
+
+def _superseded_visit(b: MessageBuilder, event: str) -> bool:
+    """A state event older than one already applied to the same visit (the inbox's
+    out-of-order rule): the visit's state (the Encounter, an A11's retraction) is not
+    touched, but the clinical segments are still applied against the same visit, so a
+    late message never loses an allergy, a diagnosis or a resuscitation decision.
+    Returns False when nothing after the patient is to be mapped (A11)."""
+    pv1 = b.msg.first("PV1")
+    visit = pv1.get(19) if pv1 is not None else ""
+    if event == "A11":
+        b.warn("visit state superseded by a newer message for the same visit: "
+               "the cancellation was not applied")
+        extra = sorted({s.name for s in b.msg.segments} & {"OBX", "AL1", "DG1"})
+        if extra:
+            b.warn(f"cancel admit: {', '.join(extra)} of the cancelled visit not applied")
+        return False
+    if visit:
+        b.encounter_ref = {"reference": f"Encounter/{safe_key('enc', visit)}"}
+    b.warn(f"visit state superseded by a newer message for visit {visit or '(none)'}: "
+           f"Encounter not changed; patient and clinical segments applied")
+    return True
 
 
 def _cancel_admit(b: MessageBuilder) -> None:

@@ -40,9 +40,12 @@ def safe_key(*parts: str) -> str:
 class MessageBuilder:
     """Collects the FHIR resources of one message, first occurrence of each id wins."""
 
-    def __init__(self, msg: Message, ctx: MappingContext) -> None:
+    def __init__(self, msg: Message, ctx: MappingContext, *, visit_state: bool = True) -> None:
         self.msg = msg
         self.ctx = ctx
+        #: False for an ADT whose visit state is superseded by a newer message for the
+        #: same visit (adapters/hl7v2/inbox.py): everything but the Encounter is mapped
+        self.visit_state = visit_state
         self._resources: dict[tuple[str, str], dict[str, Any]] = {}
         self.patient_ref: dict[str, Any] | None = None
         self.patient_key: str = ""

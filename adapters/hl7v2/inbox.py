@@ -10,8 +10,12 @@ at-least-once (a crash between applying and marking re-applies) and idempotent
 exactly once.
 
 Out of order: ADT messages carry the whole current state of a visit, so a message older
-(EVN-2 / MSH-7) than one already applied to the same visit is stored, acknowledged and
-marked ``superseded`` instead of rolling the visit back.
+(EVN-2 / MSH-7) than one already applied to the same visit must not roll the visit back.
+It is stored, acknowledged (AA) and applied *without its visit state*: the Encounter is
+left as it is, but the patient (PID) and the clinical segments (AL1, DG1, OBX and the
+resuscitation Flags) are applied, so a late message loses no clinical content. Its inbox
+entry is marked ``superseded`` with a ``detail`` saying so (it never counts as the
+visit's newest applied state).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from adapters.base import MappingContext, MappingError, RecordError, SourceRecord
 from adapters.hl7v2 import ack as acks
-from adapters.hl7v2.adapter import Hl7v2Adapter, record_from_text
+from adapters.hl7v2.adapter import Hl7v2Adapter, map_message, record_from_text
 from adapters.hl7v2.builder import safe_key
 from adapters.hl7v2.datatypes import DataTypeError, ts_to_fhir
 from adapters.hl7v2.parser import Message
@@ -167,12 +171,22 @@ MAX_ATTEMPTS = 3
 class InboxAdapter(Hl7v2Adapter):
     """The hl7v2 adapter reading stored inbox rows instead of files."""
 
-    def __init__(self, rows: list[Any]) -> None:
+    def __init__(self, rows: list[Any], superseded: frozenset[int] | set[int] = frozenset()) -> None:
         self.rows = rows
+        #: inbox seqs whose visit state is superseded: mapped without their Encounter
+        self.superseded = frozenset(superseded)
 
     def read(self, paths: Sequence[Path]) -> Iterator[SourceRecord | RecordError]:
         for row in self.rows:
             yield record_from_text(row.message, f"{INBOX_FILE}{row.seq}")
+
+    def map(self, record: SourceRecord, ctx: MappingContext) -> list[dict[str, Any]]:
+        seq = _seq_of(record.location.file)
+        return map_message(record.data, ctx, visit_state=seq not in self.superseded)
+
+
+def _seq_of(file: str) -> int | None:
+    return int(file.removeprefix(INBOX_FILE)) if file.startswith(INBOX_FILE) else None
 
 
 def pending_count(engine: Engine) -> int:
@@ -199,24 +213,24 @@ def drain(engine: Engine, settings: Settings, *, source_system: str = "hl7v2",
                 .group_by(hl7v2_inbox.c.subject_key)):
                 if t:
                     latest[s] = t
-    apply, superseded = [], []
+    superseded: set[int] = set()
     for r in rows:
         newest = latest.get(r.subject_key or "")
         if r.subject_key and r.event_time and newest and r.event_time < newest:
-            superseded.append(r)
+            superseded.add(r.seq)  # applied, but without its visit state
             continue
-        apply.append(r)
         if r.subject_key and r.event_time and (not newest or r.event_time > newest):
             latest[r.subject_key] = r.event_time
-    outcome = _apply(engine, settings, apply, source_system) if apply else {}
+    outcome = _apply(engine, settings, list(rows), source_system, superseded)
     now = _now()
     with write_tx(engine) as conn:
-        for r in superseded:
-            conn.execute(update(hl7v2_inbox).where(hl7v2_inbox.c.seq == r.seq).values(
-                status="superseded", applied_at=now, attempts=r.attempts + 1,
-                detail="older than a message already applied to the same visit"))
-        for r in apply:
+        for r in rows:
             status, reason = outcome[r.seq]
+            if r.seq in superseded:
+                reason = "; ".join(x for x in (SUPERSEDED_NOTE, reason) if x)
+                if status == "applied":
+                    # not "applied": it must never count as the visit's newest state
+                    status, reason = "superseded", f"{SUPERSEDED_NOTE}; {CONTENT_APPLIED}"
             values: dict[str, Any] = {"status": status, "attempts": r.attempts + 1}
             if status != "pending":
                 values["applied_at"] = now
@@ -226,13 +240,19 @@ def drain(engine: Engine, settings: Settings, *, source_system: str = "hl7v2",
     return len(rows)
 
 
-def _apply(engine: Engine, settings: Settings, rows: list[Any],
-           source_system: str) -> dict[int, tuple[str, str | None]]:
-    """Run rows through the pipeline: seq -> (applied | failed | pending, reason)."""
+SUPERSEDED_NOTE = ("visit state superseded: older than a message already applied to the "
+                   "same visit, so the Encounter was not changed")
+CONTENT_APPLIED = "patient and clinical content (PID, AL1, DG1, OBX, Flags) applied"
+
+
+def _apply(engine: Engine, settings: Settings, rows: list[Any], source_system: str,
+           superseded: set[int] | frozenset[int] = frozenset()) -> dict[int, tuple[str, str | None]]:
+    """Run rows through the pipeline: seq -> (applied | failed | pending, reason).
+    ``superseded`` rows are mapped without their visit state."""
     from adapters.pipeline import ingest
 
     try:
-        report = ingest(engine, settings, InboxAdapter(rows), [Path("mllp-inbox")],
+        report = ingest(engine, settings, InboxAdapter(rows, superseded), [Path("mllp-inbox")],
                         source_system=source_system)
     except (Unavailable, OperationalError):
         raise  # the store is down: everything stays pending
@@ -240,7 +260,7 @@ def _apply(engine: Engine, settings: Settings, rows: list[Any],
         if len(rows) > 1:  # find the message at fault: apply one at a time
             out: dict[int, tuple[str, str | None]] = {}
             for r in rows:
-                out.update(_apply(engine, settings, [r], source_system))
+                out.update(_apply(engine, settings, [r], source_system, superseded))
             return out
         r = rows[0]
         if r.attempts + 1 >= MAX_ATTEMPTS:
