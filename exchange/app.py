@@ -19,7 +19,7 @@ from starlette.responses import Response
 
 from exchange import __version__
 from exchange.api.fhir_endpoint import fhir_endpoint
-from exchange.db.engine import make_engine
+from exchange.db.engine import DbLimits, make_engine
 from exchange.outcome import Issue, operation_outcome
 from exchange.pipeline.disclosure import PermitAll
 from exchange.services import Services
@@ -31,7 +31,7 @@ FHIR_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
 
 
 def build_services(settings: Settings, engine=None) -> Services:  # noqa: ANN001
-    engine = engine or make_engine(settings.database_url)
+    engine = engine or make_engine(settings.database_url, limits=DbLimits.from_settings(settings))
     gate = PermitAll()
     if settings.consent_enabled:
         from consent.gate import ConsentGate

@@ -49,10 +49,9 @@ def process(svc: Services, request_parts: dict) -> tuple[FhirResponse, RequestCo
         if svc.settings.auth_enabled and not public:
             if authenticate is None:
                 raise FhirError("security", "Authorisation is enabled but no authenticator is configured", status=500)
-            from exchange.db.engine import read_tx
-
-            with read_tx(svc.engine) as conn:
-                ctx.requester = authenticate(conn, svc.settings, req.header("authorization"))
+            # the engine, not a connection: no connection is held while a trusted
+            # identity provider's keys are fetched (exchange/auth/authenticate.py)
+            ctx.requester = authenticate(svc.engine, svc.settings, req.header("authorization"))
         resp = handle(svc, ctx, req)
     except FhirError as exc:
         resp = FhirResponse(status=exc.status, body=orjson.dumps(exc.outcome()), headers=dict(exc.headers))

@@ -20,7 +20,7 @@ import time
 from typing import Any
 
 import httpx
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 
 from exchange.auth.assertions import PURPOSES
 from exchange.auth.clients import is_active
@@ -42,8 +42,12 @@ class TokenRejected(Exception):
     """Internal: why a token was refused (logged, never shown to the client)."""
 
 
-def authenticate(conn: Connection, settings: Settings, authorization_header: str | None) -> Requester:
-    """The requester behind ``authorization_header`` (ANONYMOUS when auth is off)."""
+def authenticate(conn: Connection | Engine, settings: Settings, authorization_header: str | None) -> Requester:
+    """The requester behind ``authorization_header`` (ANONYMOUS when auth is off).
+
+    Given an Engine, the token is verified first (which may fetch a trusted identity
+    provider's keys over HTTP) and a read transaction is opened only for the client
+    check, so no database connection is held while an identity provider answers."""
     if not settings.auth_enabled:
         return ANONYMOUS
     if not authorization_header:
@@ -56,7 +60,13 @@ def authenticate(conn: Connection, settings: Settings, authorization_header: str
         claims, issuer = validate_token(settings, token)
         requester = _requester(claims, issuer)
         if issuer is None or requester.client_id:
-            _check_client(conn, settings, claims, requester, own=issuer is None)
+            if isinstance(conn, Engine):
+                from exchange.db.engine import read_tx
+
+                with read_tx(conn) as c:
+                    _check_client(c, settings, claims, requester, own=issuer is None)
+            else:
+                _check_client(conn, settings, claims, requester, own=issuer is None)
     except TokenRejected as exc:
         log.info("bearer token refused: %s", exc)
         raise Unauthorized(INVALID) from exc

@@ -114,3 +114,20 @@ def test_table_is_bounded_and_drops_expired_entries() -> None:
     table.put("no-exp", {"alg": "ES384"}, {}, jwk)
     assert table.get("no-exp", [jwk]) is None
     assert table.get("c", [{"kty": "EC", "kid": "other"}]) is None
+
+
+def test_no_connection_is_held_while_the_token_is_verified(engine: Engine, auth_settings: Settings, cid: str,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Given the engine, authenticate verifies the token (which may fetch an identity
+    provider's keys over HTTP) before it takes a connection for the client check."""
+    token = sign_own(auth_settings, own_claims(auth_settings, cid))
+    held: list[int] = []
+    real = authn.validate_token
+
+    def watching(settings, tok, **kw):  # noqa: ANN001, ANN003, ANN202
+        held.append(engine.pool.checkedout())
+        return real(settings, tok, **kw)
+
+    monkeypatch.setattr(authn, "validate_token", watching)
+    who = authn.authenticate(engine, auth_settings, f"Bearer {token}")
+    assert who.client_id == cid and held == [0]
