@@ -9,7 +9,10 @@ set-based SQL query per page over the reference index (no per-resource queries),
 narrowed by the disclosure gate's ``sql_filter`` before LIMIT, keyset-paged on rid
 with a snapshot bound, and every resource still passes
 :func:`exchange.pipeline.disclosure.release`. ``patient_id`` None is the type-level
-operation (all patients, for system clients). Supports ``_since``, ``_type``, ``_count``.
+operation (every patient's record, R4 patient-operation-everything.html without an id):
+issue 3 makes it a call for system clients only, so a user or patient requester gets a 403
+OperationOutcome even though consent would filter each resource; with authorisation
+switched off (anonymous requester) it runs. Supports ``_since``, ``_type``, ``_count``.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, func, or_, select, union
 
 from exchange.db.tables import resource_current as rc
-from exchange.outcome import Gone, Invalid, NotFound, information
+from exchange.outcome import Forbidden, Gone, Invalid, NotFound, information
 from exchange.pipeline.context import RequestContext
 from exchange.pipeline.disclosure import release
 from exchange.repository.store import read_current, read_many_current
@@ -46,6 +49,8 @@ def everything(
     base_url: str,
 ) -> bytes:
     """The first page of Patient/$everything as searchset Bundle bytes."""
+    if patient_id is None:
+        _system_only(ctx)
     state: dict[str, Any] = {"pid": patient_id, "types": None, "since": None,
                              "n": settings.default_page_size}
     for name, value in params:
@@ -80,8 +85,21 @@ def everything_page(conn: Connection, ctx: RequestContext, settings: Settings, p
     state = payload["ev"]
     if state.get("pid"):
         ctx.patients.add(state["pid"])
+    else:
+        _system_only(ctx)
     return _page(conn, ctx, settings, state, after=payload.get("k"), base_url=base_url,
                  this_cursor=cursor, params=None)
+
+
+#: requester kinds allowed the type-level operation (anonymous: authorisation is off)
+TYPE_LEVEL_KINDS = frozenset({"system", "anonymous"})
+
+
+def _system_only(ctx: RequestContext) -> None:
+    """Type-level ``Patient/$everything`` (every patient's record) is for system clients."""
+    if ctx.requester.kind not in TYPE_LEVEL_KINDS:
+        raise Forbidden("Patient/$everything at type level (all patients) is for system clients only; "
+                        "use Patient/{id}/$everything")
 
 
 def _member_types(types: list[str] | None) -> list[str]:
