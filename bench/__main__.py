@@ -40,12 +40,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--loader", choices=("api", "bulk"), default=None,
                    help="population loader (default: api up to 2,000 patients, bulk above)")
     p.add_argument("--ingest-patients", type=int, default=300, help="size of the synthetic feed for the ingest scenario (0 = skip)")
+    p.add_argument("--out", type=Path, default=None, help="directory for the results (default: bench/results)")
     args = p.parse_args(argv)
     if not have_wrk():
         print("wrk is required (Debian package 'wrk': apt-get install -y wrk)", file=sys.stderr)
         return 2
     opts = R.Options(database=args.database, patients=args.patients, seconds=args.seconds, runs=args.runs,
-                     connections=args.connections, scenarios=tuple(args.scenario), ingest_patients=args.ingest_patients)
+                     connections=args.connections, scenarios=tuple(args.scenario), ingest_patients=args.ingest_patients,
+                     **({"out_dir": args.out} if args.out else {}))
     wanted = lambda name: not opts.scenarios or name in opts.scenarios  # noqa: E731
     stamp = time.strftime("%Y%m%d-%H%M%S")
     url = R.database_url(opts)
