@@ -18,7 +18,7 @@ A08    update patient information          status from PV1 (finished if PV1-45)
 A09    patient departing (tracking)        in-progress
 A10    patient arriving (tracking)         in-progress
 A11    cancel admit / visit                retracted (entered-in-error)
-A12    cancel transfer                     in-progress, back at PV1-3
+A12    cancel transfer                     in-progress, back at PV1-3 (PV1-6 dropped)
 A13    cancel discharge                    in-progress, period.end removed
 A28    add person                          Patient only
 A31    update person                       Patient only
@@ -238,7 +238,10 @@ def _encounter(b: MessageBuilder, event: str) -> None:
     if current:
         locations.append(current)
     prior = _location(pv1.field(6), "completed")
-    if prior and event in ("A02", "A12"):
+    # A02: PV1-6 is where the patient was before the transfer. A12 (v2.5.1 section
+    # 3.3.12): PV1-3 is the location restored and PV1-6 the location of the cancelled
+    # transfer, where the patient never (validly) was: it is not listed at all
+    if prior and event == "A02":
         locations.append(prior)
     if locations:
         enc["location"] = locations
