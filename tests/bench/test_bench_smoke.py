@@ -35,3 +35,19 @@ def test_bench_runs_and_writes_results(tmp_path: Path) -> None:
     assert read["errors"] == 0 and read["rps"] > 0 and read["ratio_to_baseline"] is not None
     assert "read: full-stack p50 / bare p50" in data["figures"]
     assert result.with_suffix(".md").is_file() and result.with_suffix(".svg").is_file()
+
+
+def test_growth_runs_sizes_side_by_side(tmp_path: Path) -> None:
+    if not have_wrk():
+        if os.environ.get("EXCHANGE_REQUIRE_POSTGRES") == "1":
+            pytest.fail("wrk is required for the benchmark harness (Debian package 'wrk')")
+        pytest.skip("wrk is not installed")
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.growth", "--database", "sqlite", "--sizes", "6", "8", "--scenario", "read",
+         "--runs", "1", "--seconds", "1", "--out", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    (result,) = tmp_path.glob("growth-*.json")
+    data = json.loads(result.read_text())
+    assert data["sizes"] == [6, 8] and set(data["p50_ms"]["read"]) == {"6", "8"}
+    assert "| read |" in result.with_suffix(".md").read_text()
