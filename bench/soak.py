@@ -2,8 +2,8 @@
 
 ``python -m bench.soak --minutes 10 --rate 50 [--database sqlite|postgres]``
 
-Starts a real server child process (``python -m exchange serve``; authorisation off,
-consent and audit on) over a fresh database, seeds patients with observations, then
+Starts a real server child process (``python -m exchange serve``; consent and audit on,
+authorisation off unless ``--auth``) over a fresh database, seeds patients with observations, then
 issues requests open-loop at ``--rate`` per second (reads, searches, history, updates,
 creates, transaction Bundles) for ``--minutes``. Per window (``--window`` seconds) it
 records requests, errors, latency percentiles and the server's resident memory. At the
@@ -65,8 +65,11 @@ class Window:
 class Workload:
     """Builds and checks one request of each kind against the seeded population."""
 
-    def __init__(self, base: str, patients: list[str], seed: int = 11) -> None:
+    def __init__(self, base: str, patients: list[str], seed: int = 11, auth: Any = None) -> None:
         self.base, self.patients = base, patients
+        self.auth = auth  # () -> headers, or None (authorisation off); renewed before expiry
+        self._auth_headers: dict[str, str] = {}
+        self._auth_at = 0.0
         self.rng = random.Random(seed)
         self.lock = threading.Lock()
         self.kinds = [k for k, w in MIX for _ in range(w)]
@@ -75,8 +78,17 @@ class Workload:
         with self.lock:
             return self.rng.choice(self.kinds), self.rng.choice(self.patients)
 
+    def headers(self) -> dict[str, str]:
+        if self.auth is None:
+            return FHIR_JSON
+        with self.lock:
+            if time.monotonic() - self._auth_at > 120:  # tokens live 300 s
+                self._auth_headers, self._auth_at = self.auth(), time.monotonic()
+            return {**FHIR_JSON, **self._auth_headers}
+
     def run(self, http: httpx.Client, kind: str, pid: str) -> tuple[bool, str]:
         b = self.base
+        FHIR_JSON = self.headers()  # noqa: N806 - the request headers, with a token when auth is on
         if kind == "read":
             r = http.get(f"{b}/Patient/{pid}", headers=FHIR_JSON)
             return r.status_code == 200, f"{kind} {r.status_code}"
@@ -116,7 +128,7 @@ def observation(oid: str | None, pid: str, value: int) -> dict[str, Any]:
     return obs
 
 
-def seed(base: str, patients: int) -> list[str]:
+def seed(base: str, patients: int, headers: dict[str, str] = FHIR_JSON) -> list[str]:
     ids = [f"soak{i:05d}" for i in range(patients)]
     with httpx.Client(timeout=300) as http:
         for start in range(0, patients, 50):
@@ -129,7 +141,7 @@ def seed(base: str, patients: int) -> list[str]:
                     entries.append({"request": {"method": "PUT", "url": f"Observation/{pid}-o{k}"},
                                     "resource": observation(f"{pid}-o{k}", pid, 60 + k)})
             r = http.post(base, json={"resourceType": "Bundle", "type": "transaction", "entry": entries},
-                          headers=FHIR_JSON)
+                          headers=headers)
             r.raise_for_status()
     return ids
 
@@ -137,14 +149,15 @@ def seed(base: str, patients: int) -> list[str]:
 class Server:
     """The server under test as a child process; its RSS read from /proc."""
 
-    def __init__(self, database_url: str, var_dir: Path) -> None:
+    def __init__(self, database_url: str, var_dir: Path, *, auth: bool = False) -> None:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = int(s.getsockname()[1])
         self.base = f"http://127.0.0.1:{self.port}/fhir"
         env = {k: v for k, v in os.environ.items() if not k.startswith("EXCHANGE_")}
         env.update({"EXCHANGE_DATABASE_URL": database_url, "EXCHANGE_VAR_DIR": str(var_dir),
-                    "EXCHANGE_AUTH_ENABLED": "0", "EXCHANGE_CONSENT_ENABLED": "1", "EXCHANGE_AUDIT_ENABLED": "1",
+                    "EXCHANGE_AUTH_ENABLED": "1" if auth else "0", "EXCHANGE_DEV_MODE": "1" if auth else "0",
+                    "EXCHANGE_CONSENT_ENABLED": "1", "EXCHANGE_AUDIT_ENABLED": "1",
                     "EXCHANGE_SECRET_KEY": "soak-secret", "EXCHANGE_BASE_URL": self.base, "PYTHONPATH": str(ROOT)})
         self.env = env
         self.log = open(var_dir / "server.log", "ab")  # noqa: SIM115 - closed in stop()
@@ -158,6 +171,15 @@ class Server:
             except httpx.HTTPError:
                 time.sleep(0.05)
         raise RuntimeError("the server did not start")
+
+    def bearer(self) -> dict[str, str]:
+        """A fresh system token for this server (development signing, as ``exchange token``)."""
+        from exchange.auth.token import mint_access_token
+        from exchange.settings import Settings
+
+        token, _ = mint_access_token(Settings.from_env(env=self.env), dev=True, client_id="soak-driver",
+                                     scopes=["system/*.cruds"], kind="system")
+        return {"authorization": f"Bearer {token}"}
 
     def rss_kib(self) -> int:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
@@ -300,18 +322,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=16)
     p.add_argument("--max-growth", type=float, default=0.10, help="allowed RSS growth after warm-up")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    p.add_argument("--auth", action="store_true", help="authorisation on (a system token, renewed every 2 min)")
     args = p.parse_args(argv)
 
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     with tempfile.TemporaryDirectory(prefix="soak-") as tmpdir:
         tmp = Path(tmpdir)
         url, dropme = prepare(args.database, args.postgres_url, tmp)
-        server = Server(url, tmp)
+        server = Server(url, tmp, auth=args.auth)
         try:
-            ids = seed(server.base, args.patients)
+            ids = seed(server.base, args.patients, {**FHIR_JSON, **server.bearer()} if args.auth else FHIR_JSON)
             print(f"seeded {len(ids)} patients; soaking {args.minutes} min at {args.rate} req/s", flush=True)
-            windows, errors = drive(server, Workload(server.base, ids), args.minutes * 60, args.rate,
-                                    args.window, args.workers)
+            work = Workload(server.base, ids, auth=server.bearer if args.auth else None)
+            windows, errors = drive(server, work, args.minutes * 60, args.rate, args.window, args.workers)
         finally:
             server.stop()
         from exchange.audit.verify import verify
