@@ -2,8 +2,9 @@
 
 * ``critical``: a current "not for CPR" decision, or conflicting current CPR decisions;
 * ``warning``: a decision whose review date has passed (needs review, not current);
-* ``info``: a lasting power of attorney for health and welfare, a preferred place of
-  death, information withheld by a sharing restriction, and the consent layer's notices.
+* ``info``: a lasting power of attorney for health and welfare (one card per current
+  LPA decision, listing that LPA's attorneys once each: ``eol_current.attorneys_for``),
+  a preferred place of death, information withheld by a sharing restriction, and the consent layer's notices.
 
 Every card has a ``source`` label naming where the decision came from, a summary under
 140 characters, a markdown ``detail`` (who decided, when, review date, source) and a
@@ -15,7 +16,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from exchange.operations.eol_current import describe
+from exchange.operations.eol_current import attorneys_for, describe
 from exchange.operations.eol_model import NOT_FOR_CPR, Assessment, Preference
 
 SUMMARY_MAX = 139
@@ -81,11 +82,11 @@ def build_cards(a: Assessment, document_url: str) -> list[dict[str, Any]]:
             cards.append(_card("warning", f"Review date passed: {p.label} (review {p.review.text if p.review else ''})",
                                _md(w.text) + "\n\n" + "\n".join(_lines(p)), f"{SOURCE_LABEL}: {p.source}", document_url))
     for p in a.current("lpa"):
-        names = [at.name for at in a.attorneys if at.active]
-        who = ", ".join(names) if names else "attorney details not recorded"
+        attorneys = attorneys_for(a, p)  # this LPA's attorneys, each person once
+        who = ", ".join(at.name for at in attorneys) if attorneys else "attorney details not recorded"
         lines = _lines(p) + [
             f"- **Attorney:** {_md(at.name)}: {_md('; '.join(at.telecom) or 'no contact details')}"
-            for at in a.attorneys if at.active
+            for at in attorneys
         ]
         cards.append(_card("info", f"Lasting power of attorney (health and welfare): {who}",
                            "\n".join(lines), f"{SOURCE_LABEL}: {p.source}", document_url))

@@ -163,6 +163,8 @@ def _flag(res: dict[str, Any], book: CodeBook) -> Preference | None:
     for ext in res.get("extension") or []:
         if isinstance(ext, dict) and ext.get("url") == FLAG_DETAIL_EXT:
             ref, disp = ref_of(ext.get("valueReference"))
+            if ref:
+                p.linked.append(ref)
             if (ref is None and disp) or (ref and ref.startswith("DocumentReference/")):
                 p.document = disp or ref  # where the signed form / full document is
             elif ref or disp:
@@ -344,6 +346,7 @@ def attorney_of(res: dict[str, Any], book: CodeBook | None = None) -> Attorney |
         telecom=telecom,
         address=addr,
         source=source_of(res, book)[1],
+        source_id=source_of(res, book)[0],
     )
 
 

@@ -15,6 +15,8 @@ Pure functions over :class:`~exchange.operations.eol_model.Preference` items:
    needing review, not current.
 4. Current CPR decisions from different sources that disagree (not for CPR vs for CPR)
    are a :class:`Conflict` carrying every disagreeing decision: never silently resolved.
+5. Each current LPA's attorneys (:func:`attorneys_for`): those its record names, else
+   those from its source system, each person once (:func:`merge_attorneys`).
 """
 
 from __future__ import annotations
@@ -167,3 +169,56 @@ def _display_order(p: Preference) -> tuple[int, int, float]:
                   ENTERED_IN_ERROR: 5}.get(p.state, 6)
     kind_rank = KIND_ORDER.index(p.kind) if p.kind in KIND_ORDER else len(KIND_ORDER)
     return (kind_rank, state_rank, -p.sort_key()[0].timestamp())
+
+
+def _person_key(a: Attorney) -> tuple[str, ...]:
+    """Who an attorney is, for de-duplication: the name (case and spacing ignored); with
+    no recorded name, the contact details; with neither, the record itself."""
+    name = " ".join(a.name.split()).casefold()
+    if a.name and not a.name.startswith("(") and name:
+        return ("name", name)
+    if a.telecom:
+        return ("telecom", *sorted(t.casefold() for t in a.telecom))
+    return ("record", a.reference)
+
+
+def merge_attorneys(attorneys: list[Attorney]) -> list[Attorney]:
+    """One entry per person: the same attorney recorded by several sources (or twice by
+    one) is listed once, with every contact detail and source, first-seen order kept."""
+    merged: dict[tuple[str, ...], Attorney] = {}
+    for a in attorneys:
+        key = _person_key(a)
+        m = merged.get(key)
+        if m is None:
+            merged[key] = Attorney(a.resource_id, a.name, a.role, a.active, list(a.telecom), a.address,
+                                   a.source, a.source_id, list(a.also))
+            continue
+        m.telecom += [t for t in a.telecom if t not in m.telecom]
+        m.address = m.address or a.address
+        if a.source and a.source not in m.source.split(", "):
+            m.source = f"{m.source}, {a.source}" if m.source else a.source
+        m.also += [r for r in (a.reference, *a.also) if r != m.reference and r not in m.also]
+    return list(merged.values())
+
+
+def attorneys_for(a: Assessment, lpa: Preference) -> list[Attorney]:
+    """The active attorneys of one current LPA decision, each person once.
+
+    An attorney belongs to the LPA whose record names it (a ``flag-detail`` reference to
+    the RelatedPerson); an attorney no LPA names belongs to the LPAs from its own source
+    system; an attorney that neither ties to any current LPA is listed with every current
+    LPA rather than hidden (a clinician must still be able to find them)."""
+    active = [t for t in a.attorneys if t.active]
+    lpas = a.current("lpa")
+    named = {ref for p in lpas for ref in p.linked}
+    sources = {p.source_id for p in lpas}
+
+    def ties(t: Attorney, p: Preference) -> bool:
+        if t.reference in named:
+            return t.reference in p.linked
+        return bool(t.source_id) and t.source_id == p.source_id
+
+    def orphan(t: Attorney) -> bool:
+        return t.reference not in named and not (t.source_id and t.source_id in sources)
+
+    return merge_attorneys([t for t in active if ties(t, lpa) or orphan(t)])

@@ -98,6 +98,7 @@ class Preference:
     source_org: str | None = None
     details: list[str] = field(default_factory=list)
     document: str | None = None  # where the signed form / full document is
+    linked: list[str] = field(default_factory=list)  # references in flag-detail (e.g. the LPA's attorney)
     last_updated: str | None = None
     source_id: str = ""  # source system identity used for supersession (tag system|code)
     # filled in by eol_current.assess
@@ -139,6 +140,8 @@ class Attorney:
     telecom: list[str] = field(default_factory=list)
     address: str | None = None
     source: str = ""
+    source_id: str = ""  # source system identity (as Preference.source_id)
+    also: list[str] = field(default_factory=list)  # other RelatedPersons merged into this one
 
     @property
     def reference(self) -> str:
