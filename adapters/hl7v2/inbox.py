@@ -226,11 +226,11 @@ def drain(engine: Engine, settings: Settings, *, source_system: str = "hl7v2",
     with write_tx(engine) as conn:
         for r in rows:
             status, reason = outcome[r.seq]
-            if r.seq in superseded:
-                reason = "; ".join(x for x in (SUPERSEDED_NOTE, reason) if x)
-                if status == "applied":
-                    # not "applied": it must never count as the visit's newest state
-                    status, reason = "superseded", f"{SUPERSEDED_NOTE}; {CONTENT_APPLIED}"
+            if r.seq in superseded and status == "applied":
+                # not "applied": it must never count as the visit's newest state
+                status, reason = "superseded", f"{SUPERSEDED_NOTE}; {CONTENT_APPLIED}"
+            elif r.seq in superseded and status == "failed":
+                reason = f"{SUPERSEDED_NOTE}; {reason}"
             values: dict[str, Any] = {"status": status, "attempts": r.attempts + 1}
             if status != "pending":
                 values["applied_at"] = now

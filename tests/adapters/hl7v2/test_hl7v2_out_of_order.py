@@ -127,3 +127,31 @@ def test_late_a01_after_discharge_keeps_allergy_and_dnacpr(engine, settings, cli
     drain(engine, settings, source_system="REM")
     assert _inbox(engine, "LATE-4").status == "superseded"  # still older than the A03
     assert _current(engine, "Encounter", f"enc-{VISIT}")["status"] == "finished"
+
+
+def test_a_superseded_message_that_cannot_be_applied_is_failed_not_hidden(engine, settings, monkeypatch) -> None:  # noqa: ANN001
+    import adapters.pipeline as pipeline
+
+    real = pipeline.ingest
+
+    def flaky(engine_, settings_, adapter, paths, **kw):  # noqa: ANN001, ANN003, ANN202
+        if any("POISONED" in r.message for r in adapter.rows):
+            raise RuntimeError("pipeline bug")
+        return real(engine_, settings_, adapter, paths, **kw)
+
+    visit = "V710002"
+    first = adt("FAIL-1", "A03", "20261110120000", end="20261110120000").replace(VISIT, visit)
+    receive(engine, first, source_system="REM")
+    drain(engine, settings, source_system="REM")
+    monkeypatch.setattr(pipeline, "ingest", flaky)
+    late = adt("FAIL-2", "A01", "20261109080000",
+               clinical="\rAL1|1|DA|POISONED^Poison^L").replace(VISIT, visit)
+    assert "|AA|" in receive(engine, late, source_system="REM")
+    drain(engine, settings, source_system="REM")
+    row = _inbox(engine, "FAIL-2")
+    assert row.status == "pending" and row.detail is None  # retried, nothing noted yet
+    drain(engine, settings, source_system="REM")
+    drain(engine, settings, source_system="REM")
+    row = _inbox(engine, "FAIL-2")
+    assert row.status == "failed" and row.attempts == 3
+    assert row.detail.count("visit state superseded") == 1 and "pipeline bug" in row.detail
