@@ -1,0 +1,64 @@
+"""``$care-preferences`` is held to the token's SMART scopes (gaps-6 #5; enforced by
+exchange/auth/scoped_gate.py): a token that may read Patient but not Flag gets the
+document without any Flag content, and the document says records were not shown; a
+token that may read Flag gets the DNACPR. Real tokens over HTTP, SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from eol_fixtures import flag  # noqa: E402
+
+from exchange.auth.testing import bearer, quick_token  # noqa: E402
+from exchange.db.engine import write_tx  # noqa: E402
+from exchange.repository import store  # noqa: E402
+
+PATH = "/fhir/Patient/sc1/$care-preferences"
+
+
+@pytest.fixture(scope="module")
+def api(engine, settings):  # noqa: ANN001, ANN201
+    from fastapi.testclient import TestClient
+
+    from exchange.app import create_app
+
+    s = settings.with_(auth_enabled=True, consent_enabled=True, audit_enabled=False)
+    with write_tx(engine) as conn:
+        for res in ({"resourceType": "Patient", "id": "sc1"},
+                    flag("sc1-dnacpr", "450476008", patient="sc1", author="Dr Patel")):
+            cur = store.lock_current(conn, res["resourceType"], res["id"])
+            store.write_version(conn, res["resourceType"], res["id"], res, method="PUT", current=cur)
+    with TestClient(create_app(s, engine=engine)) as client:
+        client.sc_settings = s  # type: ignore[attr-defined]
+        yield client
+
+
+def _system(engine, api, scope: str) -> dict[str, str]:  # noqa: ANN001
+    return bearer(quick_token(engine, api.sc_settings, client_id=f"sc-{scope}", kind="system", scope=scope,
+                              organization=None))
+
+
+def _doc(api, h) -> list[dict]:  # noqa: ANN001
+    r = api.get(PATH, headers=h)
+    assert r.status_code == 200, r.text
+    return [e["resource"] for e in r.json()["entry"]]
+
+
+def test_patient_only_scope_gets_no_flag_content(engine, api) -> None:  # noqa: ANN001
+    resources = _doc(api, _system(engine, api, "system/Patient.rs"))
+    assert not [x for x in resources if x["resourceType"] == "Flag"]
+    assert api.get("/fhir/Flag?patient=sc1", headers=_system(engine, api, "system/Patient.rs")).status_code == 403
+    text = " ".join(str(x) for x in resources)
+    assert "sc1-dnacpr" not in text and "450476008" not in text  # not even referenced or described
+    issues = [x for x in resources if x["resourceType"] == "DetectedIssue"]
+    assert any("not shown" in i.get("detail", "") for i in issues)  # the clinician is told
+
+
+def test_flag_scope_gets_the_dnacpr(engine, api) -> None:  # noqa: ANN001
+    resources = _doc(api, _system(engine, api, "system/Patient.rs system/Flag.rs"))
+    assert "sc1-dnacpr" in {x["id"] for x in resources if x["resourceType"] == "Flag"}
