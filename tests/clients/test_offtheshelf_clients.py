@@ -64,6 +64,34 @@ def test_fhirclient_create_read_update_search(live_server):
     assert [r.id for r in results] == [pid]
 
 
+def test_fhirclient_follows_next_links_and_reads_includes(live_server):
+    """fhirclient pages through a search by the server's ``next`` links (``perform_iter``,
+    fhirclient/_utils.py ``iter_pages``) and reads ``_include``d resources (R4
+    search.html#include: entries with ``search.mode = include``)."""
+    from fhirclient import client as fc
+    from fhirclient.models.observation import Observation
+    from fhirclient.models.patient import Patient
+
+    smart = fc.FHIRClient(settings={"app_id": "exchange-tests", "api_base": live_server + "/"})
+    p = Patient({"resourceType": "Patient", "name": [{"family": f"Fpg{uuid.uuid4().hex[:6]}"}]})
+    pid = p.create(smart.server)["id"]
+    created = set()
+    for i in range(5):
+        obs = Observation({"resourceType": "Observation", "status": "final", "code": {"text": f"obs {i}"},
+                           "subject": {"reference": f"Patient/{pid}"}})
+        created.add(obs.create(smart.server)["id"])
+
+    search = Observation.where(struct={"subject": f"Patient/{pid}", "_count": "2"}).include("subject")
+    pages = list(search.perform_iter(smart.server))
+    assert len(pages) == 3  # 2 + 2 + 1: the client followed two next links
+    matches = [e.resource for b in pages for e in b.entry or [] if e.search.mode == "match"]
+    included = [e.resource for b in pages for e in b.entry or [] if e.search.mode == "include"]
+    assert {m.id for m in matches} == created and len(matches) == 5
+    assert all(isinstance(m, Observation) for m in matches)
+    # the client parsed each page's included Patient into its model
+    assert included and all(isinstance(r, Patient) and r.id == pid for r in included)
+
+
 def test_server_errors_reach_clients_as_operation_outcomes(live_server):
     r = httpx.get(live_server + "/Patient/not-there-" + uuid.uuid4().hex[:6])
     assert r.status_code == 404 and r.json()["resourceType"] == "OperationOutcome"
