@@ -189,7 +189,49 @@ def process_transaction(svc: Services, ctx: RequestContext, entries: list[Any], 
             seen_targets.add(target)
         parsed.append([i, method, path, params, headers, resource, entry.get("fullUrl")])
 
-    # 1. give every created resource its id, so references can be rewritten first
+    results: dict[int, dict[str, Any]] = {}
+
+    def run(item: list[Any]) -> None:
+        i, method, path, params, headers, resource = item[:6]
+        if method == "POST" and len(item) == 7 and headers.get("if-none-exist"):
+            # conditional create that matched: report the existing resource
+            rtype = path.split("/")[0]
+            sub = _sub_request(method, rtype, params, headers, resource, base_url)
+        elif method == "POST" and len(item) == 8:
+            rtype = path.split("/")[0]
+            resource = {**resource, "id": item[7]}
+            sub = _sub_request("PUT", f"{rtype}/{item[7]}", [], {}, resource, base_url)
+            sub.method = "POST-AS-PUT"
+        else:
+            sub = _sub_request(method, path, params, headers, resource, base_url)
+        child = ctx.child(method=method, path=path)
+        try:
+            if sub.method == "POST-AS-PUT":
+                resp = _create_with_id(svc, child, sub, conn)
+            else:
+                resp = handle(svc, child, sub, conn)
+        except FhirError as exc:
+            for issue in exc.issues:
+                issue.diagnostics = f"Bundle.entry[{i}] ({method} {path}): {issue.diagnostics}"
+                if not issue.expression:
+                    issue.expression = [f"Bundle.entry[{i}]"]
+            raise
+        finally:
+            _merge_child(ctx, child)
+        e = _entry_response(resp, include_resource=method == "GET")
+        if "fullUrl" in e:
+            e["fullUrl"] = e["fullUrl"].replace("{base}", base_url)
+        results[i] = e
+
+    # 1. DELETEs first (R4 http.html#trules step 1), before any If-None-Exist or
+    # conditional reference is resolved below: those must see the state after the
+    # deletes, or a reference to a conditional create's fullUrl would point at the
+    # resource the same transaction deletes while the create makes a new one
+    for item in parsed:
+        if item[1] == "DELETE":
+            run(item)
+
+    # 2. give every created resource its id, so references can be rewritten first
     id_map: dict[str, str] = {}
     for item in parsed:
         i, method, path, params, headers, resource, full_url = item
@@ -240,38 +282,10 @@ def process_transaction(svc: Services, ctx: RequestContext, entries: list[Any], 
                 exc.issues[0].expression = [f"Bundle.entry[{item[0]}].resource"]
                 raise
 
-    results: dict[int, dict[str, Any]] = {}
+    # 3. then POST, PUT/PATCH, GET/HEAD, each group in Bundle order
     for item in sorted(parsed, key=lambda it: (ORDER[it[1]], it[0])):
-        i, method, path, params, headers, resource = item[:6]
-        if method == "POST" and len(item) == 7 and headers.get("if-none-exist"):
-            # conditional create that matched: report the existing resource
-            rtype = path.split("/")[0]
-            sub = _sub_request(method, rtype, params, headers, resource, base_url)
-        elif method == "POST" and len(item) == 8:
-            rtype = path.split("/")[0]
-            resource = {**resource, "id": item[7]}
-            sub = _sub_request("PUT", f"{rtype}/{item[7]}", [], {}, resource, base_url)
-            sub.method = "POST-AS-PUT"
-        else:
-            sub = _sub_request(method, path, params, headers, resource, base_url)
-        child = ctx.child(method=method, path=path)
-        try:
-            if sub.method == "POST-AS-PUT":
-                resp = _create_with_id(svc, child, sub, conn)
-            else:
-                resp = handle(svc, child, sub, conn)
-        except FhirError as exc:
-            for issue in exc.issues:
-                issue.diagnostics = f"Bundle.entry[{i}] ({method} {path}): {issue.diagnostics}"
-                if not issue.expression:
-                    issue.expression = [f"Bundle.entry[{i}]"]
-            raise
-        finally:
-            _merge_child(ctx, child)
-        e = _entry_response(resp, include_resource=method == "GET")
-        if "fullUrl" in e:
-            e["fullUrl"] = e["fullUrl"].replace("{base}", base_url)
-        results[i] = e
+        if item[1] != "DELETE":
+            run(item)
     return {"resourceType": "Bundle", "type": "transaction-response", "entry": [results[i] for i in range(len(parsed))]}
 
 
