@@ -15,6 +15,7 @@ provides that hook.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -45,6 +46,7 @@ from exchange.settings import Settings
 router = APIRouter()
 MAX_FORM_BYTES = 64 * 1024
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+log = logging.getLogger("exchange.auth")
 SMART_OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
 SCOPES_SUPPORTED = [
     "system/*.rs", "system/*.cruds", "system/*.read", "system/*.write",
@@ -135,10 +137,26 @@ def _issue(engine: Engine, settings: Settings, form: dict[str, list[str]]):
             return exc  # returned, not raised: consumed assertion jtis are committed
 
 
-async def _audit(request: Request, outcome: str, client_id: str | None, detail: dict) -> None:
+async def _audit(request: Request, outcome: str, client_id: str | None, detail: dict) -> bool:
+    """Record the token request; False when the access log could not record it."""
     hook = getattr(request.app.state, "audit_token_request", None)
-    if hook is not None:
+    if hook is None:
+        return True
+    try:
         await run_in_threadpool(hook, outcome, client_id, detail)
+    except Exception:  # noqa: BLE001 - any failure of the log: refuse, never a framework 500
+        log.exception("token request not recorded: the access log is unavailable")
+        return False
+    return True
+
+
+def _log_unavailable() -> JSONResponse:
+    """No access without a record (issue 7): a token request the access log could not
+    record gets no token, as a 503 OAuth error (RFC 6749 §5.2 error JSON; the code is
+    the one §4.1.2.1 defines for a temporarily unavailable server)."""
+    body = {"error": "temporarily_unavailable",
+            "error_description": "The access log is unavailable; no token was issued. Try again later."}
+    return JSONResponse(body, status_code=503, headers={**NO_STORE, "Retry-After": "5"})
 
 
 @router.get("/fhir/.well-known/smart-configuration", include_in_schema=True)
@@ -165,11 +183,13 @@ async def post_token(request: Request) -> JSONResponse:
     grant_type = (form.get("grant_type") or [None])[0]
     if isinstance(result, TokenError):
         detail = {"grant_type": grant_type, "error": result.error, "reason": result.description}
-        await _audit(request, "failure", result.client_id, detail)
+        if not await _audit(request, "failure", result.client_id, detail):
+            return _log_unavailable()
         return _oauth_error(result)
     body, claims = result
     detail = {"grant_type": grant_type, **{k: v for k, v in claims.items() if k != "iss"}}
-    await _audit(request, "success", claims["client_id"], detail)
+    if not await _audit(request, "success", claims["client_id"], detail):
+        return _log_unavailable()
     return JSONResponse(body, headers=NO_STORE)
 
 
