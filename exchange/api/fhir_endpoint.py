@@ -17,10 +17,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from exchange.api.negotiation import check_request_type, check_search_form, response_type
-from exchange.interactions.router import handle
+from exchange.interactions.router import handle, resolve
 from exchange.interactions.types import FhirRequest, FhirResponse
 from exchange.outcome import FhirError, Issue, Unavailable, operation_outcome
-from exchange.pipeline.context import ANONYMOUS, RequestContext
+from exchange.pipeline.context import ANONYMOUS, RequestContext, Requester
 from exchange.services import Services
 
 log = logging.getLogger("exchange.api")
@@ -73,6 +73,47 @@ def process(svc: Services, request_parts: dict) -> tuple[FhirResponse, RequestCo
     return resp, ctx
 
 
+#: who sent a request refused before its token was read: unknown (the Authorization
+#: header is not looked at, so nothing unverified is written to the log)
+UNAUTHENTICATED = Requester(kind="anonymous")
+
+
+def _loggable(text: str, limit: int = 4096) -> str:
+    """What the client sent, as text the log can store (the request may have been refused
+    for holding control characters, which some databases refuse too)."""
+    return "".join(ch if ch.isprintable() else "\ufffd" for ch in text[:limit])
+
+
+async def _refused_before_authentication(svc: Services, method: str, parts: list[str], query: str,
+                                         headers: dict[str, str], remote: str | None,
+                                         exc: FhirError) -> Response:
+    """Answer a request refused before authentication (406, 413, 415, malformed search
+    form) and record it in the access log as from an unknown requester, through the same
+    sink as every other request ("every interaction", issue 7). If the log cannot record
+    it the answer is a 503 (no access without a record; the refusal carried no data)."""
+    status, body, out_headers = exc.status, orjson.dumps(exc.outcome()), dict(exc.headers)
+    if svc.audit is not None:
+        ctx = RequestContext(requester=UNAUTHENTICATED, method=method[:16], path=_loggable("/".join(parts)),
+                             query=_loggable(query), remote_addr=remote, user_agent=headers.get("user-agent"))
+        try:  # the interaction the request asked for, when its path names one
+            route = resolve(FhirRequest(method=method, parts=parts, params=[], headers={}, body=None,
+                                        base_url=svc.base_url))
+            ctx.interaction, ctx.resource_type = route.interaction, route.resource_type
+            ctx.resource_id, ctx.operation = route.resource_id, route.operation
+        except FhirError:
+            pass
+        ctx.outcome_status = exc.status
+        ctx.outcome_detail = _loggable(f"HTTP {exc.status}: {exc.diagnostics}")
+        try:
+            await svc.audit.record_async(ctx)
+        except Exception as failure:  # noqa: BLE001 - any failure of the log: 503
+            log.error("refused request not recorded: %s", failure)
+            unavailable = Unavailable("The access log is unavailable; the request was not served")
+            status, body = 503, orjson.dumps(unavailable.outcome())
+            out_headers = dict(unavailable.headers)
+    return Response(body, status_code=status, media_type="application/fhir+json", headers=out_headers)
+
+
 async def fhir_endpoint(request: Request) -> Response:
     svc: Services = request.app.state.services
     path = request.path_params.get("path", "") or ""
@@ -95,8 +136,9 @@ async def fhir_endpoint(request: Request) -> Response:
         base = svc.base_url
         req = FhirRequest(method=method, parts=parts, params=params, headers=headers, body=body, base_url=base)
     except FhirError as exc:
-        return Response(orjson.dumps(exc.outcome()), status_code=exc.status, media_type="application/fhir+json",
-                        headers=exc.headers)
+        remote = request.client.host if request.client else None
+        return await _refused_before_authentication(svc, method, parts, request.url.query, headers,
+                                                    remote, exc)
     remote = request.client.host if request.client else None
     resp, _ctx = await run_in_threadpool(process, svc, {"req": req, "remote": remote})
     out_headers = dict(resp.headers)

@@ -161,7 +161,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="start date (default: 30 days ago)")
     p.add_argument("--to", dest="to_date", type=_end, help="end date, inclusive (default: now)")
     p.add_argument("--format", choices=["csv", "json"], default="csv")
-    p.add_argument("--patient", help="patient id (patient-history)")
+    p.add_argument("--patient", help="patient id, NHS number or system|value (patient-history)")
     p.add_argument("--threshold", help="distinct patients (high-volume, default 50)")
     p.add_argument("--output", help="write to FILE instead of standard output")
     p.set_defaults(func=cmd_report)

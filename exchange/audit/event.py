@@ -19,6 +19,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from exchange.pipeline.concerned import named_patients
 from exchange.pipeline.context import RequestContext
 
 DCM = "http://dicom.nema.org/resources/ontology/DCM"
@@ -158,10 +159,14 @@ def _detail(kind: str, value: str) -> dict[str, Any]:
 
 
 def patients_of(ctx: RequestContext) -> list[str]:
-    """Every patient the request concerned (released data, the target, a patient token)."""
-    found = set(ctx.patients)
-    if ctx.resource_type == "Patient" and ctx.resource_id:
-        found.add(ctx.resource_id)
+    """Every patient the request concerned (IHE BALP: one Patient entity each).
+
+    Released data, the patients the request names (target, compartment, ``patient=`` /
+    ``subject=``; :mod:`exchange.pipeline.concerned`), the patients of resources the
+    choke point withheld, and a patient token's patient. So a refused read and a search
+    whose every match was withheld still appear in that patient's access history.
+    """
+    found = named_patients(ctx) | ctx.withheld_patients
     if ctx.requester.patient_id:
         found.add(ctx.requester.patient_id)
     return sorted(found)
@@ -211,6 +216,21 @@ def event_from_context(ctx: RequestContext, *, recorded: datetime | None = None)
             "role": _coding(OBJECT_ROLE, "13", "Security Resource"),
             "name": "withheld",
             "description": f"{ctx.withheld} resource(s) withheld by sharing rules",
+            "detail": details,
+        })
+    if ctx.narrowed_types:
+        # SQL narrowing removes rows before LIMIT, so no count of them exists (counting
+        # would cost a second query per search); the log says it was applied and which
+        # rules were in force (docs/ig-guide.md, "What withheld means")
+        details = [_detail("sql-narrowing", "applied"),
+                   _detail("narrowed-types", " ".join(sorted(ctx.narrowed_types)))]
+        details += [_detail("narrowing-rule", rule) for rule in sorted(ctx.narrowing_rules)]
+        entities.append({
+            "type": _coding(ENTITY_TYPE, "4", "Other"),
+            "role": _coding(OBJECT_ROLE, "13", "Security Resource"),
+            "name": "narrowing",
+            "description": "sharing rules narrowed the query in the database; "
+                           "rows removed there are not counted",
             "detail": details,
         })
     relationship = getattr(ctx, "relationship", None)

@@ -27,8 +27,10 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, Select, distinct, func, select
 
 from exchange.audit.tables import audit_event, audit_event_patient
+from exchange.db.tables import resource_current
 from exchange.outcome import Invalid
 from exchange.repository.store import read_current
+from exchange.search.tables import search_token
 
 LOCAL_TZ = ZoneInfo("Europe/London")
 e = audit_event.c
@@ -93,12 +95,50 @@ def no_relationship(conn: Connection, start: datetime, end: datetime, opts: dict
     return _public(_event_rows(conn, _window(start, end).where(e.relationship.is_(False))))
 
 
+NHS_NUMBER = "https://fhir.nhs.uk/Id/nhs-number"
+_NHS_DIGITS = re.compile(r"\d{10}")
+
+
+def _ids_with_identifier(conn: Connection, system: str | None, value: str) -> set[str]:
+    """Ids of the Patients that carry the identifier (the ``identifier`` search index)."""
+    t = search_token.c
+    q = (select(resource_current.c.res_id)
+         .join(search_token, t.rid == resource_current.c.rid)
+         .where(t.res_type == "Patient", t.param == "identifier", t.code == value))
+    if system:
+        q = q.where(t.system == system)
+    return set(conn.execute(q).scalars())
+
+
+def patient_ids(conn: Connection, patient: str) -> list[str]:
+    """The record ids a patient-history request means.
+
+    ``patient`` is a Patient id (``p1`` or ``Patient/p1``), an NHS number (ten digits,
+    spaces allowed) or ``system|value`` for any identifier. An NHS number or identifier
+    is resolved to every Patient record carrying it (one person may hold several records,
+    e.g. from several sources); ten digits are also kept as an id, since an id may be
+    all digits. The audit log records ids (``audit_event_patient``), so this is how an
+    IG lead answering a subject access request by NHS number finds the accesses.
+    """
+    text = patient.strip().removeprefix("Patient/")
+    if "|" in text:
+        system, _, value = text.partition("|")
+        return sorted(_ids_with_identifier(conn, system.strip() or None, value.strip()))
+    digits = text.replace(" ", "")
+    if _NHS_DIGITS.fullmatch(digits):
+        return sorted(_ids_with_identifier(conn, NHS_NUMBER, digits) | {digits})
+    return [text] if text else []
+
+
 def patient_history(conn: Connection, start: datetime, end: datetime, opts: dict[str, str]) -> list[dict]:
-    patient = (opts.get("patient") or "").removeprefix("Patient/")
-    if not patient:
-        raise Invalid("The patient-history report needs a patient id (--patient)")
+    patient = (opts.get("patient") or "").strip()
+    if not patient.removeprefix("Patient/"):
+        raise Invalid("The patient-history report needs a patient id or NHS number (--patient)")
+    ids = patient_ids(conn, patient)
+    if not ids:
+        return []
     q = _window(start, end).where(e.seq.in_(
-        select(audit_event_patient.c.seq).where(audit_event_patient.c.patient_id == patient)))
+        select(audit_event_patient.c.seq).where(audit_event_patient.c.patient_id.in_(ids))))
     return _public(_event_rows(conn, q))
 
 

@@ -95,6 +95,14 @@ class RequestContext:
     withheld: int = 0
     withheld_rules: Counter = field(default_factory=Counter)
     redacted: int = 0
+    #: patients of resources the choke point withheld (for the access log only: it never
+    #: reaches a response); recorded on this context and every parent (batch entries)
+    withheld_patients: set[str] = field(default_factory=set)
+    #: types whose queries the gate narrowed in SQL before LIMIT, and the narrowing rules
+    #: the gate reported in force for the request (``DisclosureGate.narrowing_rules``);
+    #: for the access log: SQL narrowing has no per-resource count (docs/ig-guide.md)
+    narrowed_types: set[str] = field(default_factory=set)
+    narrowing_rules: set[str] = field(default_factory=set)
     informational: list[str] = field(default_factory=list)  # notes shown to the client
     outcome_status: int | None = None
     outcome_detail: str | None = None

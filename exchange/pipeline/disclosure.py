@@ -16,7 +16,7 @@ The gate has two faces (after HAPI's consent interceptor and Medplum's SQL filte
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -60,6 +60,13 @@ class DisclosureGate(Protocol):
     def check(self, conn: Connection, ctx: RequestContext, resource: StoredResource) -> Decision:
         """The decision for one resource about to leave."""
 
+    # Optional: ``narrowing_rules(ctx) -> Iterable[str]``, the ids of the rules whose SQL
+    # narrowing was in force for this request (e.g. ``relationship.none``,
+    # ``label.legally-restricted``, ``consent.directive:Patient/p1``). A gate that wraps
+    # another exposes it as ``inner``; :func:`narrowing_rules` asks each in turn. The
+    # access log records them (SQL narrowing removes rows before LIMIT, so there is no
+    # per-resource count for it; docs/ig-guide.md).
+
 
 class PermitAll:
     """The gate used when consent is switched off (development, benchmark baseline)."""
@@ -73,11 +80,67 @@ class PermitAll:
         return PERMIT
 
 
-def gate_of(ctx: RequestContext) -> DisclosureGate:
+def _raw_gate(ctx: RequestContext) -> DisclosureGate:
     root = ctx
     while root.parent is not None and root.gate is None:
         root = root.parent
     return root.gate or PermitAll()
+
+
+def _lineage(ctx: RequestContext | None) -> Iterator[RequestContext]:
+    """``ctx`` and its parents (a batch entry's facts belong to the batch's record too)."""
+    while ctx is not None:
+        yield ctx
+        ctx = ctx.parent
+
+
+class _Recorded:
+    """The request's gate, noting in the context when its SQL narrowing is applied.
+
+    Only ``sql_filter`` is observed; everything else (``check``, ``type_independent``,
+    a gate's own methods, ``isinstance``) is the gate's own, so callers see no difference.
+    """
+
+    __slots__ = ("_gate", "_ctx")
+
+    def __init__(self, gate: DisclosureGate, ctx: RequestContext) -> None:
+        self._gate = gate
+        self._ctx = ctx
+
+    @property  # type: ignore[misc]
+    def __class__(self):  # noqa: ANN204 - isinstance(gate_of(ctx), ConsentGate) still holds
+        return type(self._gate)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._gate, name)
+
+    def sql_filter(self, conn: Connection, ctx: RequestContext, resource_type: str | None,
+                   rid_column: Any) -> Any:
+        cond = self._gate.sql_filter(conn, ctx, resource_type, rid_column)
+        if cond is not None:
+            rules = narrowing_rules(self._gate, ctx)
+            for c in _lineage(self._ctx):
+                c.narrowed_types.add(resource_type or "*")
+                c.narrowing_rules.update(rules)
+        return cond
+
+
+def narrowing_rules(gate: Any, ctx: RequestContext) -> set[str]:
+    """The narrowing rules ``gate`` (and any gate it wraps, ``inner``) reports in force."""
+    found: set[str] = set()
+    seen = 0
+    while gate is not None and seen < 8:
+        report = getattr(type(gate), "narrowing_rules", None)
+        if report is not None:
+            found.update(report(gate, ctx) or ())
+        gate = getattr(gate, "inner", None)
+        seen += 1
+    return found
+
+
+def gate_of(ctx: RequestContext) -> DisclosureGate:
+    """The request's gate; applying its ``sql_filter`` is noted in ``ctx`` for the log."""
+    return _Recorded(_raw_gate(ctx), ctx)  # type: ignore[return-value]
 
 
 def release(
@@ -89,7 +152,7 @@ def release(
     Deleted versions (history entries) carry no content; the gate decides them from what it
     kept about the resource, so a delete marker cannot reveal a hidden resource either.
     """
-    gate = gate_of(ctx)
+    gate = _raw_gate(ctx)
     out: list[StoredResource] = []
     for res in resources:
         shown, _ = _apply(conn, ctx, gate, res)
@@ -99,7 +162,7 @@ def release(
 
 
 def release_one(conn: Connection, ctx: RequestContext, resource: StoredResource) -> StoredResource | None:
-    return _apply(conn, ctx, gate_of(ctx), resource)[0]
+    return _apply(conn, ctx, _raw_gate(ctx), resource)[0]
 
 
 def release_or_refuse(conn: Connection, ctx: RequestContext, resource: StoredResource,
@@ -108,7 +171,7 @@ def release_or_refuse(conn: Connection, ctx: RequestContext, resource: StoredRes
     (a withheld resource is then indistinguishable from one that does not exist)."""
     from exchange.outcome import Forbidden, NotFound
 
-    shown, decision = _apply(conn, ctx, gate_of(ctx), resource)
+    shown, decision = _apply(conn, ctx, _raw_gate(ctx), resource)
     if shown is not None:
         return shown
     if decision.disclose_refusal:
@@ -125,6 +188,10 @@ def _apply(
     if decision.effect == "deny":
         ctx.withheld += 1
         ctx.withheld_rules[decision.rule or "unspecified"] += 1
+        pid = _patient_of(res)
+        if pid:  # for the access log only ("each patient concerned"); never in a response
+            for c in _lineage(ctx):
+                c.withheld_patients.add(pid)
         return None, decision
     if decision.effect == "redact" and decision.replacement is not None:
         ctx.redacted += 1
@@ -139,10 +206,17 @@ def _apply(
             method=res.method,
         )
     ctx.released.append(Released(res.resource_type, res.id, str(res.version_id)))
-    if res.resource_type == "Patient":
-        ctx.patients.add(res.id)
-    elif not res.deleted:
-        pid = patient_id_of(res.data)
-        if pid:
-            ctx.patients.add(pid)
+    pid = _patient_of(res)
+    if pid:
+        ctx.patients.add(pid)
     return res, decision
+
+
+def _patient_of(res: StoredResource) -> str | None:
+    """The patient a resource is about (itself for a Patient; None for a delete marker,
+    which carries no content)."""
+    if res.resource_type == "Patient":
+        return res.id
+    if res.deleted or res.content is None:
+        return None
+    return patient_id_of(res.data)
