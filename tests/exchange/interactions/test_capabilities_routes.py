@@ -60,6 +60,7 @@ def test_every_advertised_interaction_routes_to_its_handler(client):
             if rtype == "AuditEvent":
                 assert code in AUDIT_LOG_INTERACTIONS, code  # router.authorize would answer 405
     for code in (i["code"] for i in rest["interaction"]):
+        assert code in SYSTEM_REQUESTS, code
         method, parts = SYSTEM_REQUESTS[code]
         route = resolve(FhirRequest(method=method, parts=parts))
         assert code in ROUTED_SYSTEM.get(route.interaction, ()), (code, route)

@@ -135,9 +135,10 @@ def test_transaction_delete_and_put_of_the_same_resource_is_rejected(client):
     assert client.get(f"/fhir/Patient/{pid}").status_code == 200  # nothing was applied
 
 
-def test_transaction_delete_runs_before_a_put_of_another_resource_that_references_it(client):
-    """PUT listed before DELETE: the DELETE is processed first, so the PUT's GET-after
-    (a GET entry of the deleted one, processed last) sees it gone."""
+def test_transaction_get_listed_first_runs_after_the_delete(client):
+    """GET, PUT, DELETE listed in that order: the GET is processed last, after the
+    DELETE, so it finds the resource gone (410) and the whole transaction fails: the
+    PUT and the DELETE are rolled back."""
     gone = client.post("/fhir/Patient", json={"resourceType": "Patient"}, headers=FHIR).json()["id"]
     keep = client.post("/fhir/Patient", json={"resourceType": "Patient"}, headers=FHIR).json()["id"]
     r = client.post("/fhir", json=_tx(
