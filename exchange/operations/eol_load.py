@@ -11,6 +11,7 @@ show up indirectly (for example as one side of a conflict).
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -128,9 +129,10 @@ def gather(
 
     stored = read_many_current(conn, candidate_rids(conn, patient_id))
     candidates = [s for s in stored if classify(s.data) is not None or attorney_of(s.data) is not None]
-    withheld_before = ctx.withheld
+    withheld_before, rules_before = ctx.withheld, Counter(ctx.withheld_rules)
     released = release(conn, ctx, candidates)
     withheld = ctx.withheld - withheld_before
+    by_scope = sum(n for rule, n in (ctx.withheld_rules - rules_before).items() if rule.startswith("scope."))
 
     prefs: list[Preference] = []
     attorneys = []
@@ -147,13 +149,22 @@ def gather(
 
     supporting = _authors(conn, ctx, prefs)
     assessment = assess(prefs, attorneys, now=now)
-    if withheld:
+    if withheld - by_scope > 0:
         why = " ".join(n for n in ctx.informational if "preference" in n.lower())
         assessment.warnings.append(CareWarning(
             "withheld",
-            f"{withheld} care-preference record(s) for this patient are not shown because a "
+            f"{withheld - by_scope} care-preference record(s) for this patient are not shown because a "
             f"sharing restriction applies to them. {why + ' ' if why else ''}"
             "Ask the patient or their GP practice.",
+            reason="sharing",
+        ))
+    if by_scope:  # exchange/auth/scoped_gate.py: the token may not read their type
+        assessment.warnings.append(CareWarning(
+            "withheld",
+            f"{by_scope} care-preference record(s) for this patient are not shown because this "
+            "client's access token does not allow reading them (SMART scopes). Use a system "
+            "authorised to read them before relying on this record.",
+            reason="scope",
         ))
     for notice in ctx.informational:  # the consent layer's notes (e.g. withheld at the patient's request)
         if not any(notice in w.text for w in assessment.warnings):

@@ -161,9 +161,10 @@ class Conflict:
 class CareWarning:
     """Something the clinician must know that is not itself a decision."""
 
-    code: str  # review-overdue | incomplete | withheld
+    code: str  # review-overdue | incomplete | withheld | notice
     text: str
     item: Preference | None = None
+    reason: str = ""  # for "withheld": "sharing" (consent / labels) or "scope" (the token's SMART scopes)
 
 
 @dataclass

@@ -56,9 +56,26 @@ def test_patient_only_scope_gets_no_flag_content(engine, api) -> None:  # noqa: 
     text = " ".join(str(x) for x in resources)
     assert "sc1-dnacpr" not in text and "450476008" not in text  # not even referenced or described
     issues = [x for x in resources if x["resourceType"] == "DetectedIssue"]
-    assert any("not shown" in i.get("detail", "") for i in issues)  # the clinician is told
+    (told,) = [i for i in issues if "not shown" in i.get("detail", "")]  # the clinician is told, and why
+    assert "access token does not allow reading them" in told["detail"] and "sharing restriction" not in told["detail"]
 
 
 def test_flag_scope_gets_the_dnacpr(engine, api) -> None:  # noqa: ANN001
     resources = _doc(api, _system(engine, api, "system/Patient.rs system/Flag.rs"))
     assert "sc1-dnacpr" in {x["id"] for x in resources if x["resourceType"] == "Flag"}
+
+
+def test_patient_only_scope_gets_no_dnacpr_card(engine, api) -> None:  # noqa: ANN001
+    import uuid
+
+    hook = {"hook": "patient-view", "hookInstance": str(uuid.uuid4()), "context": {"patientId": "sc1"}}
+    r = api.post("/cds-services/care-preferences-patient-view", json=hook,
+                 headers=_system(engine, api, "system/Patient.rs"))
+    assert r.status_code == 200, r.text
+    cards = r.json()["cards"]
+    assert not any(c["indicator"] == "critical" for c in cards)
+    assert any(c["summary"] == "Some care preferences are not shown (not covered by this system's access)"
+               for c in cards)
+    full = api.post("/cds-services/care-preferences-patient-view", json=hook,
+                    headers=_system(engine, api, "system/Patient.rs system/Flag.rs")).json()["cards"]
+    assert full[0]["indicator"] == "critical" and full[0]["summary"].startswith("DNACPR")
