@@ -125,3 +125,20 @@ def test_built_in_definition_is_a_valid_search_parameter() -> None:
     assert get_param("Flag", "status").url == URL
     assert "status" in builtin_param_names("Flag")
     assert get_param("Patient", "status") is None  # based on Flag only
+
+
+def test_reindex_indexes_flags_written_before_the_parameter_existed(engine, api) -> None:  # noqa: ANN001
+    """An upgraded database: Flags written by a version without the parameter have no
+    ``status`` rows until ``exchange search reindex --type Flag`` (docs/search.md)."""
+    from sqlalchemy import delete
+
+    from exchange.search.indexer import reindex
+    from exchange.search.tables import search_token
+
+    with write_tx(engine) as conn:  # what an older version left behind
+        conn.execute(delete(search_token).where(search_token.c.res_type == "Flag", search_token.c.param == "status"))
+    h = _hospital(engine, api)
+    assert _ids(api.get("/fhir/Flag?patient=fs-open&status=active", headers=h)) == set()
+    assert reindex(engine, "Flag") >= 8
+    assert _ids(api.get("/fhir/Flag?patient=fs-open&status=active", headers=h)) == {
+        "fs-open-dnacpr-gp", "fs-open-dnacpr-hosp"}
