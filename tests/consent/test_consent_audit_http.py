@@ -172,11 +172,33 @@ def test_withheld_read_records_its_rule_in_the_stored_event(audited, cengine):
     assert _withheld_details(event)["withheld-by:relationship.none"] == "1"
 
 
-def test_search_withheld_per_resource_records_its_rules_in_the_stored_event(audited, cengine, put):
-    """A Provenance names no patient, so no SQL narrowing hides it; the choke point
-    withholds it because its target is hidden (``provenance.target-hidden``). One
-    Provenance is visible (its target is), one is not: the stored event counts the
-    withheld one under its rule."""
+def test_search_withheld_per_resource_records_its_rules_in_the_stored_event(audited, cengine, monkeypatch):
+    """The choke point is the backstop for whatever the SQL narrowing does not express
+    (docs/architecture.md, request path step 4). With the narrowing switched off on the
+    app's gate, a real search reaches ``release`` with resources of three patients and
+    the stored event counts each withheld one under its own rule."""
+    client, s = audited
+    gate = client.app.state.services.gate
+    monkeypatch.setattr(gate, "sql_filter", lambda *args, **kwargs: None)
+    hosp = _token(cengine, s, organization=HOSP)
+    seq = _last_seq(cengine)
+    got = client.get("/fhir/Observation", params={"code": f"{SCT}|271649006"}, headers=hosp)
+    assert got.status_code == 200, got.text
+    assert _entries(got.json(), "Observation") == []
+    (event,) = _events_after(cengine, seq)
+    assert _withheld_details(event) == {
+        "withheld-count": "2", "redacted-count": "0",
+        "withheld-by:consent.Consent/ac2#provision": "1",  # ap2's objection
+        "withheld-by:relationship.none": "1",  # ap1: no relationship with HOSP
+    }
+    released = [e["what"]["reference"] for e in event["entity"] if "what" in e]
+    assert not any(r.startswith("Observation/") for r in released)
+
+
+def test_provenance_of_a_withheld_resource_is_never_released_and_any_denial_is_recorded(audited, cengine, put):
+    """With the narrowing on: a Provenance whose target is hidden is either hidden in SQL
+    or withheld at the choke point under ``provenance.target-hidden`` -- never released,
+    and never withheld without its rule."""
     client, s = audited
     put({"resourceType": "Provenance", "id": "aprov-hidden", "recorded": f"{_day(-1)}T10:00:00Z",
          "target": [{"reference": "Observation/aobs-2"}],
@@ -190,9 +212,10 @@ def test_search_withheld_per_resource_records_its_rules_in_the_stored_event(audi
     assert got.status_code == 200, got.text
     assert _entries(got.json(), "Provenance") == ["aprov-shown"]
     (event,) = _events_after(cengine, seq)
-    details = _withheld_details(event)
-    assert details["withheld-count"] == "1"
-    assert details["withheld-by:provenance.target-hidden"] == "1"
     released = [e["what"]["reference"] for e in event["entity"] if "what" in e]
     assert any(r.startswith("Provenance/aprov-shown/") for r in released)
     assert not any("aprov-hidden" in r or "aobs-2" in r for r in released)
+    withheld = [e for e in event["entity"] if e.get("name") == "withheld"]
+    if withheld:
+        assert _withheld_details(event) == {"withheld-count": "1", "redacted-count": "0",
+                                            "withheld-by:provenance.target-hidden": "1"}
