@@ -4,8 +4,9 @@
 * ``warning``: a decision whose review date has passed (needs review, not current);
 * ``info``: a lasting power of attorney for health and welfare (one card per current
   LPA decision, listing that LPA's attorneys once each: ``eol_current.attorneys_for``),
-  a preferred place of death, information withheld by a sharing restriction or not
-  covered by the token's scopes, and the consent layer's notices.
+  a preferred place of death, care preferences a consent directive explicitly
+  restricts or the token's scopes do not cover (never a count of withheld records), and
+  the consent layer's notices.
 
 Every card has a ``source`` label naming where the decision came from, a summary under
 140 characters, a markdown ``detail`` (who decided, when, review date, source) and a
@@ -95,8 +96,8 @@ def build_cards(a: Assessment, document_url: str) -> list[dict[str, Any]]:
         cards.append(_card("info", p.label, "\n".join(_lines(p)), f"{SOURCE_LABEL}: {p.source}", document_url))
     for w in a.warnings:
         if w.code == "withheld":
-            why = "not covered by this system's access" if w.reason == "scope" else "sharing restriction"
-            cards.append(_card("info", f"Some care preferences are not shown ({why})",
+            why = "not covered by this system's access" if w.reason == "scope" else "patient's consent restricts them"
+            cards.append(_card("info", f"Care preferences may be withheld ({why})",
                                _md(w.text), SOURCE_LABEL, document_url))
         elif w.code == "notice":
             cards.append(_card("info", w.text, _md(w.text), SOURCE_LABEL, document_url))

@@ -11,7 +11,6 @@ show up indirectly (for example as one side of a conflict).
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -25,7 +24,7 @@ from exchange.operations.eol_elements import ref_of
 from exchange.operations.eol_model import Assessment, CareWarning, Preference
 from exchange.outcome import Forbidden, Gone, NotFound
 from exchange.pipeline.context import RequestContext
-from exchange.pipeline.disclosure import release
+from exchange.pipeline.disclosure import gate_of, release
 from exchange.repository.store import read_current, read_many_current, read_refs
 from exchange.repository.stored import StoredResource
 
@@ -129,10 +128,9 @@ def gather(
 
     stored = read_many_current(conn, candidate_rids(conn, patient_id))
     candidates = [s for s in stored if classify(s.data) is not None or attorney_of(s.data) is not None]
-    withheld_before, rules_before = ctx.withheld, Counter(ctx.withheld_rules)
+    withheld_before = ctx.withheld
     released = release(conn, ctx, candidates)
-    withheld = ctx.withheld - withheld_before
-    by_scope = sum(n for rule, n in (ctx.withheld_rules - rules_before).items() if rule.startswith("scope."))
+    withheld = ctx.withheld - withheld_before  # for the caller and the audit record only
 
     prefs: list[Preference] = []
     attorneys = []
@@ -149,27 +147,42 @@ def gather(
 
     supporting = _authors(conn, ctx, prefs)
     assessment = assess(prefs, attorneys, now=now)
-    if withheld - by_scope > 0:
-        why = " ".join(n for n in ctx.informational if "preference" in n.lower())
-        assessment.warnings.append(CareWarning(
-            "withheld",
-            f"{withheld - by_scope} care-preference record(s) for this patient are not shown because a "
-            f"sharing restriction applies to them. {why + ' ' if why else ''}"
-            "Ask the patient or their GP practice.",
-            reason="sharing",
-        ))
-    if by_scope:  # exchange/auth/scoped_gate.py: the token may not read their type
-        assessment.warnings.append(CareWarning(
-            "withheld",
-            f"{by_scope} care-preference record(s) for this patient are not shown because this "
-            "client's access token does not allow reading them (SMART scopes). Use a system "
-            "authorised to read them before relying on this record.",
-            reason="scope",
-        ))
+    assessment.warnings.extend(_withheld_warnings(ctx))
     for notice in ctx.informational:  # the consent layer's notes (e.g. withheld at the patient's request)
         if not any(notice in w.text for w in assessment.warnings):
             assessment.warnings.append(CareWarning("notice", notice))
     return Gathered(released_patient[0], out, supporting, assessment, withheld, list(ctx.informational))
+
+
+def _withheld_warnings(ctx: RequestContext) -> list[CareWarning]:
+    """What the clinician is told about care preferences that may not be shown.
+
+    Never a count, and never derived from which records were withheld: that would tell
+    the requester that a hidden record exists (a legally restricted one, say) and make
+    the answer differ from the one without it. Both statements depend only on the
+    patient's consent directives (the consent layer's notice, issue 6: "unless a Consent
+    provision explicitly restricts this class, in which case the response says so") and
+    on the token (exchange/auth/scoped_gate.py: types its scopes do not let it read)."""
+    out: list[CareWarning] = []
+    restricted = [n for n in ctx.informational if "preference" in n.lower()]
+    if restricted:
+        out.append(CareWarning(
+            "withheld",
+            f"{' '.join(restricted)} Records of this kind are not shown here; ask the patient or "
+            "their GP practice.",
+            reason="sharing",
+        ))
+    readable = getattr(gate_of(ctx), "readable", None)  # a ScopedGate: the token's type rules
+    unreadable = [t for t in CANDIDATE_TYPES if readable is not None and not readable(t)]
+    if unreadable:
+        out.append(CareWarning(
+            "withheld",
+            f"This client's access token does not allow reading {', '.join(unreadable)} (SMART "
+            "scopes): care preferences recorded as those types cannot be shown here, so their "
+            "absence does not mean there are none.",
+            reason="scope",
+        ))
+    return out
 
 
 def _authors(conn: Connection, ctx: RequestContext, prefs: list[Preference]) -> list[StoredResource]:

@@ -71,7 +71,8 @@ def api(engine, settings):  # noqa: ANN001, ANN201
 
     s = settings.with_(auth_enabled=True, consent_enabled=True, audit_enabled=False)
     _put(engine, {"resourceType": "Organization", "id": "cr-gp", "identifier": [{"system": ODS, "value": GP}]})
-    for res in _world("cr-restricts", RESTRICTS_FLAGS) + _world("cr-objects", PLAIN_OBJECTION):
+    nothing = [r for r in _world("cr-restricts-nothing", RESTRICTS_FLAGS) if r["resourceType"] != "Flag"]
+    for res in _world("cr-restricts", RESTRICTS_FLAGS) + _world("cr-objects", PLAIN_OBJECTION) + nothing:
         _put(engine, res)
     with TestClient(create_app(s, engine=engine)) as client:
         client.cr_settings = s  # type: ignore[attr-defined]
@@ -100,16 +101,27 @@ def test_explicit_restriction_is_stated_in_the_document(engine, api) -> None:  #
     got, issues = _document(api, _hospital(engine, api), "cr-restricts")
     assert "cr-restricts-dnacpr" not in got  # the restricted class is withheld
     assert "cr-restricts-ppc" in got  # what the provision does not name is still shared
-    withheld = [i for i in issues if CARE_PREF_NOTICE in i.get("detail", "")]
-    assert withheld, issues
-    assert any("1 care-preference record(s)" in i["detail"] and "not shown" in i["detail"] for i in withheld)
+    (withheld,) = [i for i in issues if CARE_PREF_NOTICE in i.get("detail", "")]
+    assert withheld["code"]["coding"][0]["code"] == "withheld" and "not shown" in withheld["detail"]
+    assert not any("record(s)" in i.get("detail", "") for i in issues)  # never a count of what was hidden
+
+
+def test_the_statement_does_not_depend_on_what_was_hidden(engine, api) -> None:  # noqa: ANN001
+    """The same restriction with no care preference recorded gives the same statement, so
+    it reveals nothing about whether a withheld record exists."""
+    h = _hospital(engine, api)
+    _, with_flag = _document(api, h, "cr-restricts")
+    _, without = _document(api, h, "cr-restricts-nothing")
+    assert sorted(i["detail"] for i in with_flag) == sorted(i["detail"] for i in without)
+    cards = {(c["indicator"], c["summary"], c["detail"]) for c in _cards(api, h, "cr-restricts")}
+    assert cards == {(c["indicator"], c["summary"], c["detail"]) for c in _cards(api, h, "cr-restricts-nothing")}
 
 
 def test_explicit_restriction_is_stated_on_a_card(engine, api) -> None:  # noqa: ANN001
     cards = _cards(api, _hospital(engine, api), "cr-restricts")
     assert not any(c["summary"].startswith("DNACPR") for c in cards)
     info = [c for c in cards if c["indicator"] == "info"]
-    assert any(c["summary"] == "Some care preferences are not shown (sharing restriction)"
+    assert any(c["summary"] == "Care preferences may be withheld (patient's consent restricts them)"
                and "patient's consent directive explicitly restricts them" in c["detail"] for c in info), cards
 
 

@@ -56,13 +56,18 @@ def test_patient_only_scope_gets_no_flag_content(engine, api) -> None:  # noqa: 
     text = " ".join(str(x) for x in resources)
     assert "sc1-dnacpr" not in text and "450476008" not in text  # not even referenced or described
     issues = [x for x in resources if x["resourceType"] == "DetectedIssue"]
-    (told,) = [i for i in issues if "not shown" in i.get("detail", "")]  # the clinician is told, and why
-    assert "access token does not allow reading them" in told["detail"] and "sharing restriction" not in told["detail"]
+    (told,) = [i for i in issues if "cannot be shown" in i.get("detail", "")]  # the clinician is told, and why
+    assert "access token does not allow reading Flag, Observation, Consent" in told["detail"]
+    assert "record(s)" not in told["detail"]  # said from the token alone, never a count of what was hidden
 
 
 def test_flag_scope_gets_the_dnacpr(engine, api) -> None:  # noqa: ANN001
     resources = _doc(api, _system(engine, api, "system/Patient.rs system/Flag.rs"))
     assert "sc1-dnacpr" in {x["id"] for x in resources if x["resourceType"] == "Flag"}
+    told = [i["detail"] for i in resources if i["resourceType"] == "DetectedIssue"]
+    assert any("does not allow reading Observation, Consent" in d and "Flag" not in d for d in told)
+    everything = _doc(api, _system(engine, api, "system/*.rs"))
+    assert not [i for i in everything if i["resourceType"] == "DetectedIssue" and "access token" in i["detail"]]
 
 
 def test_patient_only_scope_gets_no_dnacpr_card(engine, api) -> None:  # noqa: ANN001
@@ -74,7 +79,7 @@ def test_patient_only_scope_gets_no_dnacpr_card(engine, api) -> None:  # noqa: A
     assert r.status_code == 200, r.text
     cards = r.json()["cards"]
     assert not any(c["indicator"] == "critical" for c in cards)
-    assert any(c["summary"] == "Some care preferences are not shown (not covered by this system's access)"
+    assert any(c["summary"] == "Care preferences may be withheld (not covered by this system's access)"
                for c in cards)
     full = api.post("/cds-services/care-preferences-patient-view", json=hook,
                     headers=_system(engine, api, "system/Patient.rs system/Flag.rs")).json()["cards"]
