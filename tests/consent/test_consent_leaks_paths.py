@@ -438,21 +438,12 @@ def test_hidden_resources_change_no_answer(api, cengine, put, observed, name):
         assert f"Observation/qtail-{pid}" in str(without["search+paging"])
 
 
-CARE_PREFERENCE_COUNT_LEAK = (
-    "LEAK: exchange/operations/eol_load.gather counts the care-preference candidates the "
-    "choke point withheld and puts 'N care-preference record(s) ... are not shown' in the "
-    "$care-preferences document (DetectedIssue, Composition) and the CDS info card, so a "
-    "hidden care preference changes the answer (and reveals that one exists, even a "
-    "legally restricted or not-for-patient one)")
-
-
 def _care_rules() -> list:
-    out = []
-    for n in sorted(n for n, r in RULES.items() if not r.visible):
-        leaks = RULES[n].hides_care_preferences and RULES[n].read_status != 403
-        marks = [pytest.mark.xfail(strict=True, reason=CARE_PREFERENCE_COUNT_LEAK)] if leaks else []
-        out.append(pytest.param(n, marks=marks, id=n))
-    return out
+    """Every hiding rule. Until e24faa3, exchange/operations/eol_load.gather stated how
+    many care-preference candidates the choke point withheld ('N care-preference
+    record(s) ... are not shown'), which revealed a legally restricted or not-for-patient
+    preference and changed the answer: this test found it (strict xfail until fixed)."""
+    return sorted(n for n, r in RULES.items() if not r.visible)
 
 
 @pytest.mark.parametrize("name", _care_rules())
