@@ -311,6 +311,22 @@ def is_uniform(d: Directive, who: Requesting, now: datetime) -> bool:
     return walk(d.root)
 
 
+def widens_for(d: Directive, who: Requesting, now: datetime) -> bool:
+    """True when a provision that applies to this requester *explicitly permits*
+    something (class, code, label or instance): such a permit can unlock what the policy
+    otherwise withholds (legally restricted items, a limited role's out-of-scope types),
+    so SQL cannot hide those for this patient without evaluating each resource."""
+    def walk(p: Provision, inherited: str | None) -> bool:
+        if not p.applies_to_requester(who, now):
+            return False
+        effect = p.type or inherited
+        if effect == "permit" and p.explicit:
+            return True
+        return any(walk(c, effect) for c in p.children)
+
+    return walk(d.root, None)
+
+
 def in_force(d: Directive, now: datetime) -> bool:
     return in_period(d.root.period, now)
 

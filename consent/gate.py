@@ -84,6 +84,7 @@ class _State:
     directive_hidden: list[int] | None = None  # rids of directive patients check denies
     directive_overflow: list[str] = field(default_factory=list)  # patients hidden wholesale
     directive_uniform: list[str] = field(default_factory=list)
+    directive_evaluated: list[str] = field(default_factory=list)  # patients decided per resource
     all_directives_loaded: bool = False
     notices: dict[str, tuple[str, ...]] = field(default_factory=dict)  # patient -> notices
     hidden: Any = None  # the request's hidden-rows condition (consent.narrowing), once built
@@ -201,6 +202,8 @@ class ConsentGate:
         the resource (consent_fact) -- the patient it was about, its labels and author --
         and, lacking content to test provisions against, deny when any directive of that
         patient restricts this requester."""
+        if res.resource_type == "Provenance":  # as for a live one without visible targets
+            return deny("provenance.target-hidden", "a deleted Provenance names no visible target")
         row = conn.execute(select(consent_fact).where(consent_fact.c.rid == res.rid)).first()
         if row is None or row.patient_id is None:
             return permit("policy.no-patient", "deleted; not about a patient")

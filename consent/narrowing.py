@@ -12,15 +12,17 @@ so that ``_has``, chains, includes and totals never see what the directives with
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
-from sqlalchemy import ColumnElement, Connection, and_, false, not_, or_, select
+from sqlalchemy import ColumnElement, Connection, and_, exists, false, not_, or_, select, true
 
-from consent.directives import combine, is_uniform, restrictions_for
+from consent.directives import combine, is_uniform, restrictions_for, widens_for
 from consent.relationship import org_refs_for, relationship_cutoff, unrelated
 from consent.tables import consent_fact
+from exchange.db.tables import resource_current
 from exchange.pipeline.context import RequestContext
+from exchange.search.tables import search_reference
 
 if TYPE_CHECKING:
     from consent.gate import ConsentGate
@@ -70,9 +72,37 @@ def _inputs(gate: ConsentGate, conn: Connection, ctx: RequestContext) -> tuple:
 
 
 def _build(gate: ConsentGate, inputs: tuple) -> ColumnElement[bool] | None:
-    """The hidden-rows condition for :func:`_inputs`' key (no database access)."""
-    pol = gate.policy
+    """The hidden-rows condition for :func:`_inputs`' key (no database access): the
+    rows :func:`_facts_hidden` hides, and every Provenance one of whose targets is hidden,
+    missing or deleted (``ConsentGate._provenance``: a Provenance is visible only when
+    every target is), so that no count, page or ``_has`` reveals a hidden target's
+    provenance."""
     f = consent_fact
+    own = _facts_hidden(gate, inputs, f)
+    if inputs[0] == "nothing":
+        return own
+    targets = consent_fact.alias("prov_target_fact")
+    prov = _provenance_hidden(f, targets, _facts_hidden(gate, inputs, targets))
+    return or_(own, prov) if own is not None else prov
+
+
+def _provenance_hidden(f: Any, tf: Any, target_hidden: ColumnElement[bool] | None) -> ColumnElement[bool]:
+    sr = search_reference.alias("prov_target_ref")
+    trc = resource_current.alias("prov_target_rc")
+    bad = or_(trc.c.rid.is_(None), trc.c.deleted.is_(True), tf.c.rid.is_(None))
+    if target_hidden is not None:
+        bad = or_(bad, target_hidden)
+    names_target = and_(sr.c.rid == f.c.rid, sr.c.res_type == "Provenance", sr.c.param == "target")
+    one_hidden = exists(select(sr.c.rid).select_from(
+        sr.outerjoin(trc, and_(trc.c.res_type == sr.c.target_type, trc.c.res_id == sr.c.target_id))
+        .outerjoin(tf, tf.c.rid == trc.c.rid)).where(names_target, bad))
+    no_target = ~exists(select(sr.c.rid).where(names_target))
+    return and_(f.c.res_type == "Provenance", or_(one_hidden, no_target))
+
+
+def _facts_hidden(gate: ConsentGate, inputs: tuple, f: Any) -> ColumnElement[bool] | None:
+    """Rows of ``f`` (``consent_fact`` or an alias) that ``check`` certainly denies."""
+    pol = gate.policy
     about_patient = f.c.patient_id.is_not(None)
     reference = f.c.res_type.in_(sorted(pol.non_patient_types))
     if inputs[0] == "nothing":
@@ -84,30 +114,38 @@ def _build(gate: ConsentGate, inputs: tuple) -> ColumnElement[bool] | None:
             and_(about_patient, f.c.patient_id != inputs[1]),
             f.c.not_for_patient.is_(True),
         )
-    directive_patients = select(f.c.patient_id).where(  # an index range, see consent/gate.py
-        f.c.directive.is_(True), f.c.patient_id > "").scalar_subquery()
-    restricted = and_(f.c.restricted.is_(True), about_patient,
-                      f.c.patient_id.not_in(directive_patients))
+    directives = inputs[2] if inputs[0] == "system" else inputs[3]
+    # Patients whose directives are decided resource by resource (directive_inputs) are
+    # exempt from the policy rules an explicit permit can lift; their hidden rows are
+    # listed exactly. Without directive inputs (objections overridden), every patient
+    # with a directive is exempt, as check may still find an explicit permit.
+    if directives is not None:
+        evaluated = list(directives[2])
+        not_exempt: ColumnElement[bool] = f.c.patient_id.not_in(evaluated) if evaluated else true()
+    else:
+        not_exempt = f.c.patient_id.not_in(select(consent_fact.c.patient_id).where(  # an index range
+            consent_fact.c.directive.is_(True), consent_fact.c.patient_id > "").scalar_subquery())
+    restricted = and_(f.c.restricted.is_(True), about_patient, not_exempt)
     if inputs[0] == "system":
-        _kind, client_id, directives = inputs
+        _kind, client_id, _directives = inputs
         sp = pol.system_policy(client_id)
         assert sp is not None
         conds = [] if sp.legally_restricted else [restricted]
         if sp.access != "full":
             conds.append(f.c.res_type.in_(sorted(AUDIT_TYPES)))
-        conds.append(directive_condition(gate, directives))
+        conds.append(directive_condition(gate, directives, f))
         if sp.access == "types":
             conds.append(f.c.res_type.not_in(sorted(sp.resource_types | pol.non_patient_types)))
         return or_(*conds) if conds else None
-    _kind, group_name, organization, directives, relationship = inputs
+    _kind, group_name, organization, _directives, relationship = inputs
     group = next(g for g in pol.role_groups if g.name == group_name)
     conds = [and_(restricted, or_(f.c.author_org.is_(None), f.c.author_org != organization)),
              f.c.res_type.in_(sorted(AUDIT_TYPES)),
-             directive_condition(gate, directives)]
+             directive_condition(gate, directives, f)]
     if group.access == "limited":
         allowed = group.resource_types | pol.demographic_types | pol.non_patient_types
         conds.append(and_(about_patient, f.c.res_type.not_in(sorted(allowed)),
-                          f.c.care_pref.is_(False), f.c.patient_id.not_in(directive_patients)))
+                          f.c.care_pref.is_(False), not_exempt))
     if relationship is not None:
         ods, org_refs, cutoff = relationship
         conds.append(and_(about_patient, unrelated(ods, list(org_refs), cutoff, pol.relationship_links,
@@ -116,10 +154,13 @@ def _build(gate: ConsentGate, inputs: tuple) -> ColumnElement[bool] | None:
 
 
 def directive_inputs(gate: ConsentGate, conn: Connection, ctx: RequestContext) -> tuple | None:
-    """What the patients' directives withhold from this requester, as a hashable key:
-    (patients hidden wholesale, rids hidden one by one), or None when directives do not
-    bind this requester (break-glass that overrides objections; system clients that do
-    not honour them).
+    """What the patients' directives mean for this requester, as a hashable key:
+    (patients hidden wholesale, rids hidden one by one, patients decided one resource at
+    a time -- who are therefore exempt from the policy rules an explicit permit lifts).
+
+    A patient whose directive explicitly permits this requester something is always
+    decided one resource at a time: the permit may unlock a legally restricted item or a
+    limited role's out-of-scope type, which the policy's SQL would otherwise hide.
 
     Per patient with in-force directives: none apply to the requester -> nothing; the
     directives decide uniformly (no applying provision tests the resource) and deny ->
@@ -132,18 +173,24 @@ def directive_inputs(gate: ConsentGate, conn: Connection, ctx: RequestContext) -
     st = gate._state(ctx)
     f = consent_fact
     req = ctx.requester
-    if req.kind == "user" and req.purpose_of_use == "BTG" and \
-            "objection" in gate.policy.break_glass_overrides:
-        return None
+    # Objections overridden (break-glass that overrides them; a system client that does
+    # not honour them): directives withhold nothing, but an explicit permit still lifts
+    # policy rules, so the patients with one are still decided one resource at a time.
+    overridden = (req.kind == "user" and req.purpose_of_use == "BTG"
+                  and "objection" in gate.policy.break_glass_overrides)
     if req.kind == "system":
         sp = gate.policy.system_policy(req.client_id)
-        if sp is None or not sp.honour_objections:
-            return None
+        overridden = sp is None or not sp.honour_objections
     if st.directive_hidden is None:
         uniform: list[str] = []
         evaluate: list[str] = []
+        widened: list[str] = []  # an explicit permit may unlock what the policy's SQL would hide
         for pid, ds in sorted(gate.all_directives(conn, ctx).items()):
-            if not any(restrictions_for(d, st.who, st.now) for d in ds):
+            if any(widens_for(d, st.who, st.now) for d in ds):
+                evaluate.append(pid)
+                widened.append(pid)
+                continue
+            if overridden or not any(restrictions_for(d, st.who, st.now) for d in ds):
                 continue
             if all(is_uniform(d, st.who, st.now) for d in ds):
                 got = combine([o for d in ds if (o := d.evaluate(st.who, {}, st.now))])
@@ -155,9 +202,12 @@ def directive_inputs(gate: ConsentGate, conn: Connection, ctx: RequestContext) -
         rids = list(conn.execute(select(f.c.rid).where(f.c.patient_id.in_(evaluate))
                                  .order_by(f.c.rid).limit(DIRECTIVE_EVAL_LIMIT + 1)).scalars()) \
             if evaluate else []
-        st.directive_overflow = evaluate if len(rids) > DIRECTIVE_EVAL_LIMIT else []
+        # Too many to decide one by one: hide the restricting patients' non-exempt rows
+        # wholesale (conservative), and leave the widened ones to the per-resource check
+        # (exempt from the rules their permit may lift, never hidden wholesale).
+        st.directive_overflow = [p for p in evaluate if p not in widened] if len(rids) > DIRECTIVE_EVAL_LIMIT else []
         hidden: list[int] = []
-        if rids and not st.directive_overflow:
+        if rids and len(rids) <= DIRECTIVE_EVAL_LIMIT:
             from exchange.repository.store import read_many_current
 
             scratch = RequestContext(requester=ctx.requester)
@@ -165,15 +215,16 @@ def directive_inputs(gate: ConsentGate, conn: Connection, ctx: RequestContext) -
             hidden = [r.rid for r in read_many_current(conn, rids)
                       if gate.decide(conn, scratch, r.data).effect == "deny"]
         st.directive_hidden = hidden
-    return (tuple(st.directive_uniform + list(st.directive_overflow)), tuple(st.directive_hidden))
+        st.directive_evaluated = widened if len(rids) > DIRECTIVE_EVAL_LIMIT else evaluate
+    return (tuple(st.directive_uniform + list(st.directive_overflow)), tuple(st.directive_hidden),
+            tuple(st.directive_evaluated))
 
 
-def directive_condition(gate: ConsentGate, inputs: tuple | None) -> ColumnElement[bool]:
-    """The rows :func:`directive_inputs` found withheld by directives."""
+def directive_condition(gate: ConsentGate, inputs: tuple | None, f: Any = consent_fact) -> ColumnElement[bool]:
+    """The rows (of ``f``) :func:`directive_inputs` found withheld by directives."""
     if inputs is None:
         return false()
-    blanket, hidden = inputs
-    f = consent_fact
+    blanket, hidden, _evaluated = inputs
     conds: list[ColumnElement[bool]] = []
     if blanket:
         conds.append(and_(f.c.patient_id.in_(list(blanket)), f.c.care_pref.is_(False),
