@@ -202,6 +202,10 @@ def build() -> dict[str, Any]:
                     spec["requestBody"] = {"required": False, "content": {FHIR_JSON: {"schema": RES}}}
                 type_entry[m.lower()] = spec
             paths[f"/fhir/{op.resource_type}/${op.name}"] = type_entry
+    paths["/fhir/OperationDefinition/{id}"] = {"get": {
+        "summary": "Read one of the exchange's own OperationDefinitions (the canonical URL's last segment is the id)",
+        "operationId": "readOperationDefinition", "parameters": [id_p],
+        "responses": {"200": _json(RES, "OperationDefinition"), **_errors(401, 404, 405, 406, 503)}}}
     paths["/fhir/Patient/{id}/{type}"] = {"get": {
         "summary": "Compartment search", "operationId": "compartmentSearch",
         "parameters": [id_p, {"name": "type", "in": "path", "required": True, "schema": {"type": "string", "enum": list(SERVED_TYPES)}}],

@@ -67,6 +67,12 @@ def _operation(svc: Services, ctx: RequestContext, req: FhirRequest, conn: Conne
     return run_operation(svc, ctx, req, conn)
 
 
+def _operation_definition(svc: Services, ctx: RequestContext, req: FhirRequest, conn: Connection) -> FhirResponse:
+    from exchange.operations.definitions import read_definition
+
+    return read_definition(svc, ctx, req, conn)
+
+
 def _type(name: str) -> str:
     if name not in SERVED:
         raise NotFound(f"Resource type {name[:64]!r} is not supported by this server")
@@ -102,6 +108,10 @@ def resolve(req: FhirRequest) -> Route:
         return Route("search-system", _search)
     if head.startswith("$") and n == 1:
         return Route("operation", _operation, writes=m == "POST", operation=head)
+    if head == "OperationDefinition" and n == 2:  # the exchange's own definitions, read-only
+        if m == "GET":
+            return Route("capabilities", _operation_definition, False, "OperationDefinition", p[1])
+        raise _not_allowed(m, "OperationDefinition/{id} (read-only)")
     rtype = _type(head)
     if n == 1:
         table = {
