@@ -66,16 +66,13 @@ from adapters.writer import (
     write_provenance,
 )
 from consent.facts import patient_id_of
+from consent.labels import apply_labels as _apply_labels
 from exchange.outcome import FhirError
 from exchange.repository.store import now_utc
 from exchange.settings import Settings
 
 BATCH_RESOURCES = 200
 
-try:  # the consent layer's code rules; absent in a stripped-down install
-    from consent.labels import apply_labels as _apply_labels
-except ImportError:  # pragma: no cover - consent is part of this repository
-    _apply_labels = None
 
 
 @dataclass
@@ -293,8 +290,7 @@ class Run:
             self.report.problem("warning", "codemap", f"unmapped code {miss.system}|{miss.code}",
                                 location=record.location, element=f"{res['resourceType']}.{miss.path}",
                                 source_id=record.source_id)
-        if _apply_labels is not None:
-            res = _apply_labels(res) or res
+        res = _apply_labels(res) or res
         meta = {k: v for k, v in (res.get("meta") or {}).items() if k not in ("versionId", "lastUpdated")}
         meta["source"] = self.meta_source
         tags = [t for t in meta.get("tag") or [] if t.get("system") != self.tag["system"]]
