@@ -24,7 +24,15 @@ _ALWAYS = ("resourceType", "id", "meta")
 
 @lru_cache(maxsize=128)
 def _element_info(resource_type: str) -> tuple[frozenset[str], frozenset[str]]:
-    """(summary element keys, mandatory element keys) from the R4B model definitions."""
+    """(summary element keys, mandatory element keys) from the R4B model definitions.
+
+    R4 search.html#summary and #elements: mandatory elements (min 1) are always kept.
+    The R4B models mark them three ways: ``element_required`` on primitive elements
+    (Observation.status), a pydantic required field for complex elements
+    (Observation.code, 1..1 CodeableConcept), and ``one_of_many_required`` on each
+    typed variant of a mandatory choice element (MedicationRequest.medication[x]:
+    whichever variant the resource carries is kept).
+    """
     try:
         from fhir.resources.R4B import get_fhir_model_class
 
@@ -38,7 +46,7 @@ def _element_info(resource_type: str) -> tuple[frozenset[str], frozenset[str]]:
         key = f.alias or name
         if extra.get("summary_element_property"):
             summary.add(key)
-        if extra.get("element_required"):
+        if f.is_required() or extra.get("element_required") or extra.get("one_of_many_required"):
             required.add(key)
     return frozenset(summary), frozenset(required)
 

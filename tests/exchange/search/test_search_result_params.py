@@ -82,15 +82,31 @@ def test_summary_text_keeps_text_id_meta_and_mandatory_elements(client, record):
     assert SUBSETTED in _tags(obs)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "exchange/search/bundle.py _element_info takes mandatory elements only from the R4B "
-    "models' element_required flag, which is set on primitive elements only: a mandatory "
-    "complex element (Observation.code, 1..1 CodeableConcept; pydantic is_required()) is "
-    "dropped by _summary=text and _elements. Reported to the search owner."))
 def test_summary_text_keeps_mandatory_complex_elements(client, record):
     obs = _search(client, "Observation?_id=ro1&_summary=text")["entry"][0]["resource"]
     # Observation.status and Observation.code are mandatory (1..1), so both stay
     assert set(obs) == {"resourceType", "id", "meta", "text", "status", "code"}
+
+
+def test_elements_keeps_mandatory_complex_elements(client, record):
+    # search.html#elements: mandatory elements are returned whatever _elements names
+    obs = _search(client, "Observation?_id=ro1&_elements=subject")["entry"][0]["resource"]
+    assert set(obs) == {"resourceType", "id", "meta", "status", "code", "subject"}
+    assert obs["code"] == {"text": "pulse"}
+    assert SUBSETTED in _tags(obs)
+
+
+def test_summary_text_and_elements_keep_mandatory_choice_element(client, record):
+    # MedicationRequest.medication[x] is 1..1: the variant the resource carries is kept
+    r = client.put("/fhir/MedicationRequest/rm1", headers=FHIR, json={
+        "resourceType": "MedicationRequest", "id": "rm1", "text": NARRATIVE, "status": "active",
+        "intent": "order", "medicationCodeableConcept": {"text": "aspirin"},
+        "subject": {"reference": "Patient/rp2"}, "note": [{"text": "with food"}]})
+    assert r.status_code in (200, 201), r.text
+    mr = _search(client, "MedicationRequest?_id=rm1&_summary=text")["entry"][0]["resource"]
+    assert set(mr) == {"resourceType", "id", "meta", "text", "status", "intent", "medicationCodeableConcept", "subject"}
+    mr = _search(client, "MedicationRequest?_id=rm1&_elements=note")["entry"][0]["resource"]
+    assert set(mr) == {"resourceType", "id", "meta", "status", "intent", "medicationCodeableConcept", "subject", "note"}
 
 
 def test_summary_false_is_the_whole_resource(client, record):
