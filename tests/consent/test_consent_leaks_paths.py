@@ -380,39 +380,11 @@ def _differences(with_hidden: dict, without: dict, paths: list[str]) -> str:
     return f"differ: {differ}; " + "; ".join(f"{p}: {with_hidden[p]} != {without[p]}" for p in differ)
 
 
-ROLE_SCOPE_DIRECTIVE_LEAK = (
-    "LEAK: for a limited role (social care) on a patient who has any directive that does "
-    "not restrict this requester, consent.narrowing leaves the role-scope rule out of SQL "
-    "(the limited-role condition excludes directive patients; directive_inputs skips "
-    "directives without restrictions for the requester), so the withheld Observation is "
-    "counted in _total/_summary=count/paging, satisfies _has and chains, and "
-    "_include:iterate/_revinclude:iterate walk through it")
-
-
-RESTRICTED_DIRECTIVE_LEAK = (
-    "LEAK (requirement 5 data): consent.narrowing exempts every patient with a directive from "
-    "the legally-restricted SQL condition (an explicit permit might unlock the item), but "
-    "directive_inputs evaluates per resource only the patients whose directives restrict "
-    "this requester; so for a patient whose directive concerns another organisation, the "
-    "restricted Observation and Flag authored elsewhere are counted by _total, "
-    "_summary=count and paging, satisfy _has and chains, and iterations walk through them")
-RESTRICTED_BREAK_GLASS_LEAK = (
-    "LEAK (requirement 5 data): under break-glass (which overrides objections) "
-    "directive_inputs returns None, so every patient with a directive is exempt from the "
-    "legally-restricted SQL condition and nothing evaluates them: the restricted items, "
-    "which break-glass never unlocks, are counted, match _has and chains, and are walked "
-    "through by _include:iterate/_revinclude:iterate")
-SEARCH_LEAKS = {"role-scope-directive-patient": ROLE_SCOPE_DIRECTIVE_LEAK,
-                "legally-restricted-directive-patient": RESTRICTED_DIRECTIVE_LEAK,
-                "legally-restricted-break-glass": RESTRICTED_BREAK_GLASS_LEAK}
-
-
 def _search_rules() -> list:
-    out = []
-    for n in sorted(n for n, r in RULES.items() if not r.visible):
-        marks = [pytest.mark.xfail(strict=True, reason=SEARCH_LEAKS[n])] if n in SEARCH_LEAKS else []
-        out.append(pytest.param(n, marks=marks, id=n))
-    return out
+    """Every rule that hides something. The role-scope and legally-restricted cells on
+    directive patients and under break-glass leaked until consent.narrowing decided
+    patients with an explicitly permitting directive one resource at a time (a446644)."""
+    return [pytest.param(n, id=n) for n in sorted(n for n, r in RULES.items() if not r.visible)]
 
 
 @pytest.mark.parametrize("name", _search_rules())
@@ -459,25 +431,11 @@ def test_hidden_care_preferences_change_no_document_or_card(api, cengine, put, o
         assert "Dr Visible" in with_hidden["$care-preferences"][1]
 
 
-PROVENANCE_COUNT_LEAK = (
-    "LEAK: a Provenance names no patient, so consent.narrowing never hides it in SQL "
-    "(the patient-token condition exempts Provenance explicitly); the choke point "
-    "withholds it (provenance.target-hidden) but _total and _summary=count still count "
-    "it, so Provenance?target=Observation/<hidden id>&_total=accurate answers total 1 "
-    "(the hidden Observation exists and has provenance) where it would answer 0; and once "
-    "such a Provenance is deleted, ConsentGate._delete_marker permits its delete marker "
-    "('deleted; not about a patient'), so Provenance/_history shows its id")
-
-
 def _provenance_rules() -> list:
-    """Patient tokens are confined to their own record in SQL, Provenance included
-    (exchange/auth/scoped_gate.py): that cell holds; every clinician rule leaks."""
-    out = []
-    for n in sorted(n for n, r in RULES.items() if not r.visible):
-        leaks = RULES[n].requester.get("kind") != "patient"
-        marks = [pytest.mark.xfail(strict=True, reason=PROVENANCE_COUNT_LEAK)] if leaks else []
-        out.append(pytest.param(n, marks=marks, id=n))
-    return out
+    """Every rule that hides something. A Provenance is hidden in SQL when a target is
+    hidden, missing or deleted, and a deleted one's marker is withheld (a446644); before,
+    every clinician cell counted the hidden target's Provenance."""
+    return [pytest.param(n, id=n) for n in sorted(n for n, r in RULES.items() if not r.visible)]
 
 
 @pytest.mark.parametrize("name", _provenance_rules())
