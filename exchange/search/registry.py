@@ -148,6 +148,35 @@ class Registry:
         return list(seen.values())
 
 
+_R4 = "http://hl7.org/fhir/SearchParameter/"
+
+#: Corrections to published R4 definitions, applied when the built-in files are loaded
+#: (the data file stays the verbatim R4 download). Definition url -> replacement
+#: ``component`` list.
+#:
+#: DocumentReference-relationship: the R4 definition pairs its components crosswise -
+#: ``relatesto`` (a reference parameter) with the expression ``code`` and ``relation``
+#: (a token parameter) with ``target`` - although DocumentReference.relatesTo.code is a
+#: code and .target a Reference(DocumentReference), so no value could ever match. The
+#: R4B (4.3.0) and R5 definitions of the same parameter pair ``relatesto`` with
+#: ``target`` and ``relation`` with ``code``, keeping the value order
+#: ``relatesto$relation`` (e.g. ``DocumentReference/123$replaces``); we serve that.
+DEFINITION_CORRECTIONS: dict[str, list[dict[str, str]]] = {
+    _R4 + "DocumentReference-relationship": [
+        {"definition": _R4 + "DocumentReference-relatesto", "expression": "target"},
+        {"definition": _R4 + "DocumentReference-relation", "expression": "code"},
+    ],
+}
+
+
+def _corrected(res: dict[str, Any]) -> dict[str, Any]:
+    """``res`` with its ``DEFINITION_CORRECTIONS`` entry applied (a copy), or ``res``."""
+    components = DEFINITION_CORRECTIONS.get(res.get("url") or "")
+    if components is None:
+        return res
+    return {**res, "component": [dict(c) for c in components]}
+
+
 def _load_default() -> Registry:
     reg = Registry()
     for name in BUILTIN_FILES:
@@ -156,7 +185,7 @@ def _load_default() -> Registry:
             res = entry.get("resource") or {}
             if res.get("code") in UNSUPPORTED_COMMON | UNSUPPORTED_CODES:
                 continue
-            reg.add(res)
+            reg.add(_corrected(res))
     return reg
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from exchange.search.registry import supported_params
+from exchange.search.registry import REGISTRY, get_param, supported_params
 from exchange.validation import SERVED_TYPES
 
 FHIR = {"content-type": "application/fhir+json"}
@@ -103,12 +103,11 @@ CASES: dict[tuple[str, str], list[tuple[str, set[str]]]] = {
     ("DocumentReference", "relationship"): [
         ("DocumentReference/doc-old$replaces", {"doc-new"}),
         ("DocumentReference/doc-other$replaces", set()),  # target of one relatesTo, code of another
+        ("DocumentReference/doc-old$appends", set()),  # the other way round
+        ("DocumentReference/doc-other$appends", {"doc-new"}),
+        ("DocumentReference/doc-old$transforms", set()),
     ],
 }
-
-#: composites whose published R4 definition cannot match a correct query (see the xfail)
-BROKEN = {("DocumentReference", "relationship")}
-
 
 @pytest.fixture(scope="module")
 def record(client):  # noqa: ANN001, ANN201
@@ -131,19 +130,19 @@ def test_every_served_composite_has_a_case():
     assert _served_composites() == set(CASES)
 
 
-@pytest.mark.parametrize("key", sorted(set(CASES) - BROKEN), ids=lambda k: f"{k[0]}-{k[1]}")
+@pytest.mark.parametrize("key", sorted(CASES), ids=lambda k: f"{k[0]}-{k[1]}")
 def test_composite_matches_and_rejects_near_misses(client, record, key):
     rtype, name = key
     for value, expected in CASES[key]:
         assert _ids(client, rtype, name, value) == expected, (name, value)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "exchange/data/search-parameters.json carries the published R4 DocumentReference-relationship "
-    "definition, whose component expressions are swapped (relatesto -> 'code', relation -> "
-    "'target'; R4B/R5 pair relatesto with 'target'), and the registry uses it as is: a reference "
-    "component is read from a code and a token from a Reference, so no correct query matches. "
-    "Reported to the search owner (registry / definitions)."))
-def test_documentreference_relationship_matches(client, record):
-    for value, expected in CASES[("DocumentReference", "relationship")]:
-        assert _ids(client, "DocumentReference", "relationship", value) == expected, value
+def test_documentreference_relationship_pairs_components_as_r4b():
+    """The published R4 DocumentReference-relationship pairs its components crosswise
+    (relatesto with ``code``, relation with ``target``) so nothing could match; the registry
+    serves the R4B/R5 pairing: value ``relatesto$relation`` read from the same relatesTo."""
+    sp = get_param("DocumentReference", "relationship")
+    assert sp is not None
+    assert [(url.rsplit("/", 1)[1], expr) for url, expr in sp.component_defs] == [
+        ("DocumentReference-relatesto", "target"), ("DocumentReference-relation", "code")]
+    assert [c.type for c in REGISTRY.components_for(sp, "DocumentReference")] == ["reference", "token"]
