@@ -97,7 +97,11 @@ def match(conn: Connection, ctx: RequestContext, settings: Settings, parameters:
     query, only_certain, count = parse_parameters(parameters)
     ctx.operation = "$match"
     stored = [s for s in read_many_current(conn, _candidate_rids(conn, query)) if not _replaced(s.data)]
-    graded = [(s, g) for s in stored if (g := grade(query, s.data)) is not None]
+    # Consent first: a candidate the requester may not see must change nothing -- not the
+    # count's places, not another candidate's grade (a hidden namesake downgrading a
+    # "certain" match would reveal that it exists). Grades are among visible records.
+    visible = release(conn, ctx, stored)
+    graded = [(s, g) for s in visible if (g := grade(query, s.data)) is not None]
     demo_certain = [s for s, g in graded if g[0] == "certain" and not verified_nhs_number(query)]
     unique = len(demo_certain) == 1 and verified_nhs_number(demo_certain[0].data) is not None
     downgraded = {s.rid for s in demo_certain} if not unique else set()
@@ -113,12 +117,13 @@ def match(conn: Connection, ctx: RequestContext, settings: Settings, parameters:
         results = [r for r in results if r[1] != "certainly-not"]
     if count is not None:
         results = results[:count]
-    by_rid = {r[0].rid: r for r in results}
-    shown = release(conn, ctx, [r[0] for r in results])
+    # the access log lists what was returned, not every visible candidate considered
+    kept = {s.rid for s, _g, _score in results}
+    dropped = {(s.resource_type, s.id) for s in visible if s.rid not in kept}
+    ctx.released = [r for r in ctx.released if (r.resource_type, r.resource_id) not in dropped]
     base = base_url.rstrip("/")
     entries = []
-    for s in shown:
-        _, g, score = by_rid[s.rid]
+    for s, g, score in results:
         entries.append({
             "fullUrl": f"{base}/Patient/{s.id}",
             "resource": orjson.Fragment(s.content),
