@@ -54,11 +54,12 @@ from consent.directives import (
     restrictions_for,
 )
 from consent.facts import facts_of, patient_id_of, set_active_policy
-from consent.narrowing import AUDIT_TYPES, hidden_condition, named_patients
+from consent.narrowing import AUDIT_TYPES, hidden_condition
 from consent.policy import Policy, load_policy
 from consent.relationship import org_refs_for, relationship_kind
 from consent.resolve import make_resolver
 from consent.tables import consent_fact
+from exchange.pipeline.concerned import named_patients
 from exchange.pipeline.context import RequestContext
 from exchange.pipeline.disclosure import PERMIT, Decision
 from exchange.repository.stored import StoredResource
@@ -88,6 +89,7 @@ class _State:
     all_directives_loaded: bool = False
     notices: dict[str, tuple[str, ...]] = field(default_factory=dict)  # patient -> notices
     hidden: Any = None  # the request's hidden-rows condition (consent.narrowing), once built
+    inputs: tuple | None = None  # what it was built from (for the access log)
     hidden_ready: bool = False
 
 
@@ -382,6 +384,15 @@ class ConsentGate:
         return permit(f"policy.system-client.{sp.client_id}")
 
     # -- SQL narrowing before LIMIT --------------------------------------------------
+    def narrowing_rules(self, ctx: RequestContext) -> set[str]:
+        """The rules whose SQL narrowing was in force for this request (access log)."""
+        from consent.narrowing import rules_in_force
+
+        st = getattr(_root(ctx), "_consent", None)
+        if st is None or st.inputs is None:
+            return set()
+        return rules_in_force(self, ctx, st.inputs)
+
     def built_condition(self, inputs: tuple, build: Callable[[], Any]) -> Any:
         """The hidden-rows expression for ``inputs`` (consent.narrowing), built once per
         distinct inputs and policy; bounded (least recently used go first)."""

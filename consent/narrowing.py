@@ -13,7 +13,6 @@ so that ``_has``, chains, includes and totals never see what the directives with
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl
 
 from sqlalchemy import ColumnElement, Connection, and_, exists, false, not_, or_, select, true
 
@@ -40,7 +39,47 @@ def hidden_condition(gate: ConsentGate, conn: Connection, ctx: RequestContext) -
     (:meth:`ConsentGate.built_condition`): building it cost more than running the query.
     """
     inputs = _inputs(gate, conn, ctx)
+    gate._state(ctx).inputs = inputs  # for the access log (narrowing_rules)
     return gate.built_condition(inputs, lambda: _build(gate, inputs))
+
+
+def rules_in_force(gate: ConsentGate, ctx: RequestContext, inputs: tuple) -> set[str]:
+    """The ids of the rules the hidden-rows condition for ``inputs`` applies (for the
+    access log: SQL narrowing removes rows before LIMIT, so it has no per-resource count)."""
+    pol, req = gate.policy, ctx.requester
+    kind = inputs[0]
+    if kind == "nothing":
+        group = pol.group_for_role(req.role)
+        if req.kind == "system":
+            return {f"policy.system-client.{req.client_id}"}
+        if group is None:
+            return {"policy.no-role"}
+        return {"policy.purpose"} if (req.purpose_of_use or "TREAT") not in group.purposes else {"break-glass.no-reason"}
+    rules = {"provenance.target-hidden"}
+    if kind == "patient":
+        return rules | {"patient.other-record", "label.not-for-patient"}
+    directives = inputs[2] if kind == "system" else inputs[3]
+    if directives is not None:
+        blanket, hidden, _evaluated = directives
+        rules |= {f"consent.directive:Patient/{pid}" for pid in blanket}
+        if hidden:
+            rules.add("consent.directive")
+    if kind == "system":
+        sp = pol.system_policy(inputs[1])
+        if sp is not None and not sp.legally_restricted:
+            rules.add("label.legally-restricted")
+        if sp is not None and sp.access != "full":
+            rules.add("policy.audit-restricted")
+        if sp is not None and sp.access == "types":
+            rules.add(f"policy.system-client.{inputs[1]}")
+        return rules
+    rules |= {"label.legally-restricted", "policy.audit-restricted"}
+    group = next((g for g in pol.role_groups if g.name == inputs[1]), None)
+    if group is not None and group.access == "limited":
+        rules.add("policy.role-scope")
+    if inputs[4] is not None:
+        rules.add("relationship.none")
+    return rules
 
 
 def _inputs(gate: ConsentGate, conn: Connection, ctx: RequestContext) -> tuple:
@@ -232,25 +271,6 @@ def directive_condition(gate: ConsentGate, inputs: tuple | None, f: Any = consen
     if hidden:
         conds.append(f.c.rid.in_(list(hidden)))
     return or_(*conds) if conds else false()
-
-
-_PATIENT_PARAMS = {"patient", "subject", "patient:Patient", "subject:Patient", "beneficiary"}
-
-
-def named_patients(ctx: RequestContext) -> set[str]:
-    """Patients a request is explicitly about: compartment / instance / operation target
-    and ``patient=`` / ``subject=`` search parameters (``_id`` on Patient searches)."""
-    found = set(ctx.patients)
-    if ctx.resource_type == "Patient" and ctx.resource_id:
-        found.add(ctx.resource_id)
-    for key, value in parse_qsl(ctx.query or "", keep_blank_values=False):
-        if key in _PATIENT_PARAMS or (key == "_id" and ctx.resource_type == "Patient"):
-            for v in value.split(","):
-                v = v.strip()
-                if v.startswith("Patient/") or "/" not in v:
-                    found.add(v.removeprefix("Patient/"))
-    found.discard("")
-    return found
 
 
 def hide_all_but(keep: ColumnElement[bool]) -> ColumnElement[bool]:

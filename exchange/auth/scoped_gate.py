@@ -143,6 +143,15 @@ class ScopedGate:
         qc = QueryContext(conn, plain, "", lenient=False)
         return select(rc.c.rid).where(*_base_conditions(qc, [resource_type], parse_request(params), None))
 
+    def narrowing_rules(self, ctx: RequestContext) -> set[str]:
+        """The scope rules in force (the access log; the inner gate reports its own)."""
+        rules = {"scope.type"}
+        if self.patient is not None:
+            rules.add("scope.patient")
+        if any(self._constraints.values()):
+            rules.add("scope.granular")
+        return rules
+
     # -- per resource ---------------------------------------------------------------
     def check(self, conn: Connection, ctx: RequestContext, resource: StoredResource) -> Decision:
         rtype = resource.resource_type

@@ -16,7 +16,7 @@ so authorisation and the disclosure choke point apply per entry.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import orjson
 from sqlalchemy import Connection
@@ -127,8 +127,10 @@ def _entry_response(resp: FhirResponse, include_resource: bool) -> dict[str, Any
 
 
 def _merge_child(parent: RequestContext, child: RequestContext) -> None:
+    from exchange.pipeline.concerned import patients_named_by
+
     parent.released.extend(child.released)
-    parent.patients |= child.patients
+    parent.patients |= child.patients | patients_named_by(child)  # e.g. GET Observation?patient=X
     parent.withheld += child.withheld
     parent.withheld_rules.update(child.withheld_rules)
     for note in child.informational:
@@ -144,7 +146,7 @@ def process_batch(svc: Services, ctx: RequestContext, entries: list[Any], conn: 
         try:
             method, path, params, headers = _entry_request(entry, i)
             sub = _sub_request(method, path, params, headers, entry.get("resource"), base_url)
-            child = ctx.child(method=method, path=path)
+            child = ctx.child(method=method, path=path, query=urlencode(params))
             try:
                 resp = handle(svc, child, sub, conn)
             finally:
@@ -204,7 +206,7 @@ def process_transaction(svc: Services, ctx: RequestContext, entries: list[Any], 
             sub.method = "POST-AS-PUT"
         else:
             sub = _sub_request(method, path, params, headers, resource, base_url)
-        child = ctx.child(method=method, path=path)
+        child = ctx.child(method=method, path=path, query=urlencode(params))
         try:
             if sub.method == "POST-AS-PUT":
                 resp = _create_with_id(svc, child, sub, conn)

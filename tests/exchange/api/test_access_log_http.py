@@ -373,3 +373,22 @@ def test_event_content_per_interaction(api, engine, log_settings, case: Case) ->
     if case.break_glass:
         assert row.break_glass_reason == case.break_glass
         assert stored.details("break-glass")["break-glass-reason"] == [case.break_glass]
+
+
+def test_search_records_the_narrowing_rules_in_force(api, engine, log_settings) -> None:  # noqa: ANN001
+    """The consent gate reports which rules its SQL narrowing applied (no count)."""
+    seq = _head(engine)
+    api.get("/fhir/Observation", params={"patient": "lp1"}, headers=_token(engine, log_settings, organization=FAR))
+    rules = set(_one_after(engine, seq).details("narrowing").get("narrowing-rule", []))
+    assert {"relationship.none", "label.legally-restricted"} <= rules, rules
+
+
+def test_batch_entry_search_records_the_patient_it_names(api, engine, log_settings) -> None:  # noqa: ANN001
+    far = _token(engine, log_settings, organization=FAR)
+    seq = _head(engine)
+    got = api.post("/fhir", headers={**far, "content-type": "application/fhir+json"}, json={
+        "resourceType": "Bundle", "type": "batch",
+        "entry": [{"request": {"method": "GET", "url": "Observation?patient=lp1"}}]})
+    assert got.status_code == 200, got.text
+    stored = _one_after(engine, seq)
+    assert "lp1" in stored.patients
