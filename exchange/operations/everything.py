@@ -17,10 +17,21 @@ switched off (anonymous requester) it runs. Supports ``_since``, ``_type``, ``_c
 
 from __future__ import annotations
 
+import re
 from datetime import UTC
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, or_, select, union
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    String,
+    and_,
+    func,
+    literal_column,
+    or_,
+    select,
+    union,
+)
 
 from exchange.db.tables import resource_current as rc
 from exchange.outcome import Forbidden, Gone, Invalid, NotFound, information
@@ -102,9 +113,45 @@ def _system_only(ctx: RequestContext) -> None:
                         "use Patient/{id}/$everything")
 
 
+#: every type that can be a member: the compartment's resource types and the Patient
+MEMBER_TYPES: tuple[str, ...] = tuple(sorted(set(PATIENT_COMPARTMENT) | {"Patient"}))
+
+
 def _member_types(types: list[str] | None) -> list[str]:
-    all_types = sorted(set(PATIENT_COMPARTMENT) | {"Patient"})
-    return [t for t in all_types if types is None or t in types]
+    return [t for t in MEMBER_TYPES if types is None or t in types]
+
+
+def _compartment_params() -> ColumnElement[bool]:
+    """``search_reference`` rows that place their resource in *a* Patient compartment:
+    the reference parameters of the Patient CompartmentDefinition
+    (compartmentdefinition-patient.html), one ``res_type = T AND param IN (...)`` term per
+    resource type.
+
+    The Patient CompartmentDefinition is fixed at import, and this condition names no
+    patient, so it is built once per process (66 terms: building it on every request took
+    about a third of the handler's time under cProfile); which patient's compartment is added per
+    request by :func:`_page` (``target_id`` bound to the request's patient id). SQLAlchemy
+    clause elements are immutable, so sharing one between statements and threads is safe.
+    """
+    return or_(*(and_(sr.c.res_type == _sql_literal(t), sr.c.param.in_([_sql_literal(p) for p in params]))
+                 for t, params in sorted(PATIENT_COMPARTMENT.items())))
+
+
+#: what a resource type or search parameter code from the CompartmentDefinition may look like
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
+
+
+def _sql_literal(value: str) -> ColumnElement[str]:
+    """``value`` rendered into the SQL text as a string literal (not a bound parameter), so
+    the ~170 constants of the compartment condition are fixed in the compiled statement
+    that SQLAlchemy caches instead of being bound again on every execution. Only names
+    (letters, digits, ``-``, ``_``) from the shipped CompartmentDefinition reach here."""
+    if not _NAME.fullmatch(value):
+        raise ValueError(f"not a FHIR type or parameter name: {value!r}")
+    return literal_column(f"'{value}'", String)
+
+
+_IN_SOME_COMPARTMENT = _compartment_params()
 
 
 def _page(conn: Connection, ctx: RequestContext, settings: Settings, state: dict[str, Any], *,
@@ -116,12 +163,10 @@ def _page(conn: Connection, ctx: RequestContext, settings: Settings, state: dict
     count: int = state["n"]
 
     # 1. compartment members (every type, the _type filter applies to the output only)
-    comp_types = sorted(PATIENT_COMPARTMENT)
     ref_conds = [sr.c.target_type == "Patient"]
     if pid is not None:
         ref_conds.append(sr.c.target_id == pid)
-    by_type = or_(*(and_(sr.c.res_type == t, sr.c.param.in_(PATIENT_COMPARTMENT[t])) for t in comp_types))
-    in_compartment = select(sr.c.rid).where(*ref_conds, by_type)
+    in_compartment = select(sr.c.rid).where(*ref_conds, _IN_SOME_COMPARTMENT)
     patients = select(rc.c.rid).where(rc.c.res_type == "Patient")
     if pid is not None:
         patients = patients.where(rc.c.res_id == pid)
