@@ -72,7 +72,7 @@ from exchange.settings import Settings
 _DIRECTIVES = select(consent_fact.c.rid, consent_fact.c.patient_id).where(consent_fact.c.directive.is_(True))
 _ONE_PATIENT = _DIRECTIVES.where(consent_fact.c.patient_id == bindparam("pid"))
 _EVERY_PATIENT = _DIRECTIVES.where(consent_fact.c.patient_id > "")
-BUILT_CONDITIONS = 512  # distinct hidden-rows expressions kept (consent.narrowing)
+BUILT_CONDITIONS = 256  # requester shapes whose hidden-rows expression is kept (consent.narrowing)
 
 
 @dataclass
@@ -393,19 +393,22 @@ class ConsentGate:
             return set()
         return rules_in_force(self, ctx, st.inputs)
 
-    def built_condition(self, inputs: tuple, build: Callable[[], Any]) -> Any:
+    def built_condition(self, shape: tuple, inputs: tuple, build: Callable[[], Any]) -> Any:
         """The hidden-rows expression for ``inputs`` (consent.narrowing), built once per
-        distinct inputs and policy; bounded (least recently used go first)."""
+        distinct inputs and policy. One slot per ``shape`` (the inputs without what moves
+        with time), replaced when the inputs change; bounded, least recently used first."""
         with self._built_lock:
             if self._built_policy is not self.policy:
                 self._built.clear()
                 self._built_policy = self.policy
-            if inputs in self._built:
-                self._built.move_to_end(inputs)
-                return self._built[inputs]
+            hit = self._built.get(shape)
+            if hit is not None and hit[0] == inputs:
+                self._built.move_to_end(shape)
+                return hit[1]
         cond = build()
         with self._built_lock:
-            self._built[inputs] = cond
+            self._built[shape] = (inputs, cond)
+            self._built.move_to_end(shape)
             while len(self._built) > BUILT_CONDITIONS:
                 self._built.popitem(last=False)
         return cond

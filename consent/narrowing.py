@@ -40,7 +40,20 @@ def hidden_condition(gate: ConsentGate, conn: Connection, ctx: RequestContext) -
     """
     inputs = _inputs(gate, conn, ctx)
     gate._state(ctx).inputs = inputs  # for the access log (narrowing_rules)
-    return gate.built_condition(inputs, lambda: _build(gate, inputs))
+    return gate.built_condition(_shape(inputs), inputs, lambda: _build(gate, inputs))
+
+
+def _shape(inputs: tuple) -> tuple:
+    """``inputs`` without what moves with time and data (the look-back cut-off, every
+    minute; the directives' outcome, with the record): one cache slot per requester
+    shape, replaced when those move, rather than a new entry each time (the server's
+    memory grew by one expression a minute per requester before)."""
+    if inputs[0] == "user":
+        rel = inputs[4]
+        return (inputs[0], inputs[1], inputs[2], None if rel is None else rel[:2])
+    if inputs[0] == "system":
+        return inputs[:2]
+    return inputs
 
 
 def rules_in_force(gate: ConsentGate, ctx: RequestContext, inputs: tuple) -> set[str]:

@@ -183,3 +183,30 @@ def test_reused_narrowing_follows_a_new_directive(leak_world, put, cengine, gate
             stored = store.write_version(conn, "Consent", "lc1-tmp", None, method="DELETE", current=cur)
             index_facts(conn, stored.rid, "Consent", None)
     assert _l1_observations(cengine, gate, settings) == before
+
+
+def test_narrowing_cache_keeps_one_expression_per_requester_as_time_moves(leak_world, cengine, gate, monkeypatch):
+    """The look-back cut-off moves every minute; the cache replaces the requester's
+    expression rather than keeping one per minute (the server's memory grew with time)."""
+    import consent.gate as gate_module
+    from consent.narrowing import hidden_condition
+
+    real = gate_module.datetime
+
+    class Later(real):  # type: ignore[misc, valid-type]
+        offset = timedelta(0)
+
+        @classmethod
+        def now(cls, tz=None):  # noqa: ANN001, ANN206
+            return real.now(tz) + cls.offset
+
+    monkeypatch.setattr(gate_module, "datetime", Later)
+    gate._built.clear()
+    built = []
+    for minute in range(0, 300, 60):
+        Later.offset = timedelta(seconds=minute * 60)
+        ctx = RequestContext(requester=HOSPITAL)
+        with read_tx(cengine) as conn:
+            built.append(hidden_condition(gate, conn, ctx))
+    assert len(gate._built) == 1
+    assert len({id(b) for b in built}) == len(built)  # rebuilt as the cut-off moved
