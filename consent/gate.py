@@ -420,13 +420,14 @@ class ConsentGate:
                    rid_column: Any) -> ColumnElement[bool] | None:
         if not self.settings.consent_enabled or ctx.requester.kind == "anonymous":
             return None
+        st = self._state(ctx)
+        if not st.hidden_ready:  # built once per request: it does not depend on the type
+            st.hidden, st.hidden_ready = hidden_condition(self, conn, ctx), True
+        # after the condition: it loaded every directive, so the notices need no query
         for pid in sorted(named_patients(ctx)):
             for notice in self.notices_for(conn, ctx, pid):
                 if notice not in ctx.informational:
                     ctx.informational.append(notice)
-        st = self._state(ctx)
-        if not st.hidden_ready:  # built once per request: it does not depend on the type
-            st.hidden, st.hidden_ready = hidden_condition(self, conn, ctx), True
         hidden = st.hidden
         if hidden is None:
             return None
