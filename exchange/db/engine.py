@@ -371,31 +371,27 @@ def read_tx(engine: Engine, *, profile: str = REQUEST) -> Iterator[Connection]:
     """A read transaction (one consistent snapshot on PostgreSQL's REPEATABLE READ).
 
     ``profile=JOB`` gives it the longer job time limits (exports, reports)."""
-    try:
-        with _connect(engine, profile) as conn:
-            if not is_sqlite(engine):
-                conn = conn.execution_options(isolation_level="REPEATABLE READ")
-            token = _arm(conn, profile)
-            try:
-                with conn.begin():
-                    yield conn
-            finally:
-                if token is not None:
-                    WATCHDOG.disarm(token)
-    except (DBAPIError, PoolTimeout) as exc:
-        mapped = unavailable_for(exc)
-        if mapped is None:
-            raise
-        raise mapped from exc
+    options = {} if is_sqlite(engine) else {"isolation_level": "REPEATABLE READ"}
+    with _transaction(engine, profile, options) as conn:
+        yield conn
 
 
 @contextmanager
 def write_tx(engine: Engine, *, profile: str = REQUEST) -> Iterator[Connection]:
     """A write transaction; committed on success, rolled back on any exception."""
+    options = {"sqlite_begin": "IMMEDIATE"} if is_sqlite(engine) else {}
+    with _transaction(engine, profile, options) as conn:
+        yield conn
+
+
+@contextmanager
+def _transaction(engine: Engine, profile: str, options: dict[str, str]) -> Iterator[Connection]:
+    """One transaction under the profile's time limits (watchdog armed while it runs);
+    a failure that means the database is unavailable becomes a 503 (:func:`unavailable_for`)."""
     try:
         with _connect(engine, profile) as conn:
-            if is_sqlite(engine):
-                conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+            if options:
+                conn = conn.execution_options(**options)
             token = _arm(conn, profile)
             try:
                 with conn.begin():
