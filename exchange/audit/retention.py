@@ -28,7 +28,7 @@ from sqlalchemy import Engine, delete, func, insert, select
 
 from exchange.audit import chain, keys
 from exchange.audit.tables import audit_event, audit_event_patient, audit_retention_lease
-from exchange.db.engine import read_tx, write_tx
+from exchange.db.engine import JOB, read_tx, write_tx
 from exchange.settings import Settings
 
 
@@ -53,7 +53,7 @@ def archive_dir(settings: Settings) -> Path:
 def _archive(engine: Engine, path: Path, lo: int, hi: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".partial")
-    with read_tx(engine) as conn, open(tmp, "wb") as fh:
+    with read_tx(engine, profile=JOB) as conn, open(tmp, "wb") as fh:  # a job: may read millions
         pats: dict[int, list[str]] = {}
         for s, p in conn.execute(select(audit_event_patient.c.seq, audit_event_patient.c.patient_id)
                                  .where(audit_event_patient.c.seq.between(lo, hi))):
@@ -74,7 +74,7 @@ def _archive(engine: Engine, path: Path, lo: int, hi: int) -> None:
 
 def run_retention(engine: Engine, settings: Settings, before: datetime) -> RetentionResult:
     """Archive then remove every event of the oldest run recorded before ``before``."""
-    with read_tx(engine) as conn:
+    with read_tx(engine, profile=JOB) as conn:  # retention is a job: job time limits throughout
         lo = conn.execute(select(func.min(audit_event.c.seq))).scalar()
         first_kept = conn.execute(select(func.min(audit_event.c.seq))
                                   .where(audit_event.c.recorded >= before)).scalar()
@@ -86,7 +86,7 @@ def run_retention(engine: Engine, settings: Settings, before: datetime) -> Reten
         return RetentionResult(0, None, None, None)
     path = archive_dir(settings) / f"audit-{lo:012d}-{hi:012d}.jsonl"
     _archive(engine, path, lo, hi)
-    with write_tx(engine) as conn:
+    with write_tx(engine, profile=JOB) as conn:
         chain.lock_head(conn)
         head_n = conn.execute(select(audit_event.c.hash).where(audit_event.c.seq == hi)).scalar_one()
         cp = chain.write_checkpoint(conn, settings, "retention", hi, head_n)

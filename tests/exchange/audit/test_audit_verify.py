@@ -243,3 +243,24 @@ def test_migration_carries_the_same_trigger_statements() -> None:
     assert mod.down_revision == "0001"
     assert mod.SQLITE_UP == triggers.SQLITE_UP and mod.SQLITE_DOWN == triggers.SQLITE_DOWN
     assert mod.POSTGRES_UP == triggers.POSTGRES_UP and mod.POSTGRES_DOWN == triggers.POSTGRES_DOWN
+
+
+def test_retention_runs_under_the_job_time_limits(audit_db, sink, monkeypatch) -> None:  # noqa: ANN001
+    """Retention archives and deletes a whole run of old events: every transaction it
+    opens uses the job profile (longer limits), never a request's 15 s statement limit."""
+    import exchange.audit.retention as retention
+    from exchange.db.engine import JOB
+
+    engine, settings = audit_db
+    _fill(sink, 3)
+    profiles: list[str] = []
+    for name in ("read_tx", "write_tx"):
+        real = getattr(retention, name)
+
+        def watched(eng, *, profile="request", _real=real):  # noqa: ANN001, ANN202
+            profiles.append(profile)
+            return _real(eng, profile=profile)
+
+        monkeypatch.setattr(retention, name, watched)
+    assert run_retention(engine, settings, datetime.now(UTC) + timedelta(seconds=1)).removed == 3
+    assert profiles and set(profiles) == {JOB}, profiles
