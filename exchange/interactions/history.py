@@ -64,9 +64,9 @@ def history(svc: Services, ctx: RequestContext, req: FhirRequest, conn: Connecti
         q = q.where(rv.c.last_updated >= since)
     if before is not None:
         q = q.where(rv.c.seq < before)
-    from exchange.pipeline.disclosure import gate_of
+    from exchange.pipeline.disclosure import narrow
 
-    gate_filter = gate_of(ctx).sql_filter(conn, ctx, rtype, rv.c.rid)
+    gate_filter = narrow(conn, ctx, rtype, rv.c.rid)
     if gate_filter is not None:
         q = q.where(gate_filter)
     rows = conn.execute(q.order_by(rv.c.seq.desc()).limit(count + 1)).fetchall()

@@ -80,7 +80,8 @@ class PermitAll:
         return PERMIT
 
 
-def _raw_gate(ctx: RequestContext) -> DisclosureGate:
+def gate_of(ctx: RequestContext) -> DisclosureGate:
+    """The request's gate (a batch entry uses its batch's)."""
     root = ctx
     while root.parent is not None and root.gate is None:
         root = root.parent
@@ -94,35 +95,18 @@ def _lineage(ctx: RequestContext | None) -> Iterator[RequestContext]:
         ctx = ctx.parent
 
 
-class _Recorded:
-    """The request's gate, noting in the context when its SQL narrowing is applied.
-
-    Only ``sql_filter`` is observed; everything else (``check``, ``type_independent``,
-    a gate's own methods, ``isinstance``) is the gate's own, so callers see no difference.
-    """
-
-    __slots__ = ("_gate", "_ctx")
-
-    def __init__(self, gate: DisclosureGate, ctx: RequestContext) -> None:
-        self._gate = gate
-        self._ctx = ctx
-
-    @property  # type: ignore[misc]
-    def __class__(self):  # noqa: ANN204 - isinstance(gate_of(ctx), ConsentGate) still holds
-        return type(self._gate)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._gate, name)
-
-    def sql_filter(self, conn: Connection, ctx: RequestContext, resource_type: str | None,
-                   rid_column: Any) -> Any:
-        cond = self._gate.sql_filter(conn, ctx, resource_type, rid_column)
-        if cond is not None:
-            rules = narrowing_rules(self._gate, ctx)
-            for c in _lineage(self._ctx):
-                c.narrowed_types.add(resource_type or "*")
-                c.narrowing_rules.update(rules)
-        return cond
+def narrow(conn: Connection, ctx: RequestContext, resource_type: str | None,
+           rid_column: Any) -> ColumnElement[bool] | None:
+    """The request's gate's ``sql_filter``, noted in ``ctx`` (and its batch) for the access
+    log when it narrows anything: the types narrowed and the rules in force. Every query
+    that selects resources to release applies its narrowing through here."""
+    cond = gate_of(ctx).sql_filter(conn, ctx, resource_type, rid_column)
+    if cond is not None:
+        rules = narrowing_rules(gate_of(ctx), ctx)
+        for c in _lineage(ctx):
+            c.narrowed_types.add(resource_type or "*")
+            c.narrowing_rules.update(rules)
+    return cond
 
 
 def narrowing_rules(gate: Any, ctx: RequestContext) -> set[str]:
@@ -138,11 +122,6 @@ def narrowing_rules(gate: Any, ctx: RequestContext) -> set[str]:
     return found
 
 
-def gate_of(ctx: RequestContext) -> DisclosureGate:
-    """The request's gate; applying its ``sql_filter`` is noted in ``ctx`` for the log."""
-    return _Recorded(_raw_gate(ctx), ctx)  # type: ignore[return-value]
-
-
 def release(
     conn: Connection, ctx: RequestContext, resources: Iterable[StoredResource]
 ) -> list[StoredResource]:
@@ -152,7 +131,7 @@ def release(
     Deleted versions (history entries) carry no content; the gate decides them from what it
     kept about the resource, so a delete marker cannot reveal a hidden resource either.
     """
-    gate = _raw_gate(ctx)
+    gate = gate_of(ctx)
     out: list[StoredResource] = []
     for res in resources:
         shown, _ = _apply(conn, ctx, gate, res)
@@ -162,7 +141,7 @@ def release(
 
 
 def release_one(conn: Connection, ctx: RequestContext, resource: StoredResource) -> StoredResource | None:
-    return _apply(conn, ctx, _raw_gate(ctx), resource)[0]
+    return _apply(conn, ctx, gate_of(ctx), resource)[0]
 
 
 def release_or_refuse(conn: Connection, ctx: RequestContext, resource: StoredResource,
@@ -171,7 +150,7 @@ def release_or_refuse(conn: Connection, ctx: RequestContext, resource: StoredRes
     (a withheld resource is then indistinguishable from one that does not exist)."""
     from exchange.outcome import Forbidden, NotFound
 
-    shown, decision = _apply(conn, ctx, _raw_gate(ctx), resource)
+    shown, decision = _apply(conn, ctx, gate_of(ctx), resource)
     if shown is not None:
         return shown
     if decision.disclose_refusal:

@@ -62,7 +62,7 @@ from sqlalchemy.sql.elements import UnaryExpression
 from exchange.db.tables import resource_current as rc
 from exchange.outcome import Invalid, Issue
 from exchange.pipeline.context import RequestContext
-from exchange.pipeline.disclosure import gate_of
+from exchange.pipeline.disclosure import gate_of, narrow
 from exchange.search import conditions as C
 from exchange.search.params import Criterion, split_escaped
 from exchange.search.registry import PATIENT_COMPARTMENT, REGISTRY, SearchParam
@@ -110,11 +110,10 @@ class _Unknown(Exception):
 
 def gate_cond(qc: QueryContext, types: list[str], type_col: Any, rid_col: Any) -> ColumnElement[bool] | None:
     """The disclosure gate's SQL narrowing for rows of ``types`` (None = nothing to add)."""
-    gate = gate_of(qc.ctx)
-    if getattr(gate, "type_independent", False) or len(types) == 1:
+    if getattr(gate_of(qc.ctx), "type_independent", False) or len(types) == 1:
         # one condition for all types (e.g. $everything over the whole compartment)
-        return gate.sql_filter(qc.conn, qc.ctx, types[0] if len(types) == 1 else None, rid_col)
-    parts = [(t, gate.sql_filter(qc.conn, qc.ctx, t, rid_col)) for t in types]
+        return narrow(qc.conn, qc.ctx, types[0] if len(types) == 1 else None, rid_col)
+    parts = [(t, narrow(qc.conn, qc.ctx, t, rid_col)) for t in types]
     if all(f is None for _, f in parts):
         return None
     if len(parts) == 1:

@@ -10,7 +10,14 @@ import pytest
 from exchange.audit.event import event_from_context, patients_of
 from exchange.pipeline.concerned import named_patients, patients_named_by
 from exchange.pipeline.context import RequestContext, Requester
-from exchange.pipeline.disclosure import Decision, PermitAll, gate_of, release, release_or_refuse
+from exchange.pipeline.disclosure import (
+    Decision,
+    PermitAll,
+    gate_of,
+    narrow,
+    release,
+    release_or_refuse,
+)
 from exchange.repository.stored import StoredResource
 
 USER = Requester(kind="user", client_id="gp", practitioner_id="555", organization="A1", role="R8000",
@@ -124,8 +131,8 @@ def test_sql_narrowing_is_noted_with_the_rules_in_force() -> None:
     root.gate = _Wrapper(_DenyPatient("x", ("relationship.none", "label.legally-restricted")))
     entry = root.child(method="GET", path="Observation")
     gate = gate_of(entry)
-    assert isinstance(gate, _Wrapper)  # the wrapper is invisible to callers
-    assert gate.sql_filter(None, entry, "Observation", None) == "narrowed"
+    assert gate is root.gate and isinstance(gate, _Wrapper)  # the batch's own gate, as it is
+    assert narrow(None, entry, "Observation", None) == "narrowed"
     assert gate.type_independent is True
     assert root.narrowed_types == {"Observation"} == entry.narrowed_types
     assert root.narrowing_rules == {"relationship.none", "label.legally-restricted"}
@@ -142,7 +149,7 @@ def test_sql_narrowing_is_noted_with_the_rules_in_force() -> None:
 def test_no_narrowing_entity_when_the_gate_adds_nothing() -> None:
     ctx = _ctx("Observation", "", rtype="Observation")
     ctx.gate = PermitAll()
-    assert gate_of(ctx).sql_filter(None, ctx, "Observation", None) is None
+    assert narrow(None, ctx, "Observation", None) is None
     ctx.outcome_status = 200
     assert ctx.narrowed_types == set()
     assert not [e for e in event_from_context(ctx)["entity"] if e.get("name") == "narrowing"]
