@@ -51,9 +51,6 @@ def build_services(settings: Settings, engine=None) -> Services:  # noqa: ANN001
 
         svc.extras["authenticate"] = authenticate
         svc.extras["check_access"] = check_access
-        from exchange.auth.scopes import granular_filters
-
-        svc.extras["granular_filters"] = granular_filters
         from exchange.auth.scoped_gate import scoped_gate
 
         svc.extras["scoped_gate"] = scoped_gate

@@ -22,6 +22,7 @@ gets the inner gate unchanged (:func:`scoped_gate`).
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, and_, false, or_, select, true
@@ -33,6 +34,13 @@ from exchange.pipeline.context import RequestContext, Requester
 from exchange.pipeline.disclosure import Decision, DisclosureGate, PermitAll
 from exchange.repository.patients import patient_refs
 from exchange.repository.stored import StoredResource
+
+
+@lru_cache(maxsize=1)
+def _patient_compartment_types() -> frozenset[str]:
+    from exchange.search.registry import PATIENT_COMPARTMENT
+
+    return frozenset(PATIENT_COMPARTMENT) | {"Patient"}
 
 
 def _unrestricted(requester: Requester) -> bool:
@@ -65,6 +73,7 @@ class ScopedGate:
         self.patient = patient_restriction(requester)
         self._readable: dict[str, bool] = {}
         self._constraints: dict[str, list[tuple[str, str]]] = {}
+        self._matches: dict[str, Any] = {}  # per type: the rids meeting its constraints (a subquery)
 
     # -- the rules --------------------------------------------------------------------
     def readable(self, resource_type: str) -> bool:
@@ -85,10 +94,9 @@ class ScopedGate:
             self._constraints[resource_type] = list(granular_filters(self.requester, resource_type) or [])
         return self._constraints[resource_type]
 
-    def _compartment_types(self) -> frozenset[str]:
-        from exchange.search.registry import PATIENT_COMPARTMENT
-
-        return frozenset(PATIENT_COMPARTMENT) | {"Patient"}
+    @staticmethod
+    def _compartment_types() -> frozenset[str]:
+        return _patient_compartment_types()
 
     # -- SQL narrowing ----------------------------------------------------------------
     def sql_filter(self, conn: Connection, ctx: RequestContext, resource_type: str | None,
@@ -133,7 +141,10 @@ class ScopedGate:
 
     def _matching(self, conn: Connection, ctx: RequestContext, resource_type: str,
                   params: list[tuple[str, str]]) -> Any:
-        """The rids of current ``resource_type`` resources matching ``params`` (a subquery)."""
+        """The rids of current ``resource_type`` resources matching ``params`` (a subquery,
+        built once per type for the request: it does not depend on the outer query)."""
+        if resource_type in self._matches:
+            return self._matches[resource_type]
         from exchange.search.params import parse_request
         from exchange.search.query import QueryContext
         from exchange.search.service import _base_conditions
@@ -141,7 +152,9 @@ class ScopedGate:
         plain = RequestContext(requester=self.requester)
         plain.gate = PermitAll()  # the scope's own parameters only; the caller adds the rest
         qc = QueryContext(conn, plain, "", lenient=False)
-        return select(rc.c.rid).where(*_base_conditions(qc, [resource_type], parse_request(params), None))
+        sub = select(rc.c.rid).where(*_base_conditions(qc, [resource_type], parse_request(params), None))
+        self._matches[resource_type] = sub
+        return sub
 
     def narrowing_rules(self, ctx: RequestContext) -> set[str]:
         """The scope rules in force (the access log; the inner gate reports its own)."""

@@ -11,7 +11,7 @@ from email.utils import parsedate_to_datetime
 from sqlalchemy import Connection
 
 from exchange.interactions.types import FhirRequest, FhirResponse, http_date, resource_headers
-from exchange.outcome import Forbidden, Gone, NotFound
+from exchange.outcome import Gone, NotFound
 from exchange.pipeline.context import RequestContext
 from exchange.pipeline.disclosure import release_or_refuse
 from exchange.repository import store
@@ -36,28 +36,14 @@ def _not_modified(req: FhirRequest, res: StoredResource) -> bool:
 
 def _serve(svc: Services, ctx: RequestContext, req: FhirRequest, conn: Connection, res: StoredResource,
            not_found: str | None = None) -> FhirResponse:
-    _check_granular(svc, ctx, conn, res)
+    # the token's scopes, granular constraints included, are the gate's first rules
+    # (exchange/auth/scoped_gate.py): a refusal there is a disclosed 403
     shown = release_or_refuse(conn, ctx, res, not_found)
     headers = resource_headers(shown, svc.base_url)
     headers.pop("Location", None)
     if _not_modified(req, shown):
         return FhirResponse(status=304, headers=headers, resource=shown)
     return FhirResponse(status=200, body=shown.content, headers=headers, resource=shown)
-
-
-def _check_granular(svc: Services, ctx: RequestContext, conn: Connection, res: StoredResource) -> None:
-    """A granular v2 scope (e.g. ``user/Observation.rs?category=vital-signs``) also limits
-    reads: the resource must match the scope's constraint (checked with the same search
-    machinery, against the current version)."""
-    from exchange.interactions.search import granular_constraints
-
-    extra = granular_constraints(svc, ctx, res.resource_type)
-    if not extra:
-        return
-    from exchange.search.service import find_rids
-
-    if not find_rids(conn, ctx, res.resource_type, [("_id", res.id), *extra]):
-        raise Forbidden("The token's scope does not cover this resource")
 
 
 def read(svc: Services, ctx: RequestContext, req: FhirRequest, conn: Connection) -> FhirResponse:

@@ -28,15 +28,6 @@ def search_params(req: FhirRequest) -> list[tuple[str, str]]:
     return params
 
 
-def granular_constraints(svc: Services, ctx: RequestContext, resource_type: str | None) -> list[tuple[str, str]]:
-    """Search parameters a SMART v2 granular scope (``user/Observation.rs?category=...``)
-    imposes: ANDed into every search of that type (SMART App Launch 2, scopes-v2)."""
-    fn = svc.extras.get("granular_filters")
-    if fn is None or resource_type is None:
-        return []
-    return list(fn(ctx.requester, resource_type) or [])
-
-
 def search_handler(svc: Services, ctx: RequestContext, req: FhirRequest, conn: Connection) -> FhirResponse:
     from exchange.search import service
 
@@ -53,7 +44,6 @@ def search_handler(svc: Services, ctx: RequestContext, req: FhirRequest, conn: C
     if ctx.resource_type == "AuditEvent" and "audit_search" in svc.extras:
         body = svc.extras["audit_search"](conn, ctx, svc.settings, params, svc.base_url)
         return FhirResponse(status=200, body=body)
-    params = params + granular_constraints(svc, ctx, ctx.resource_type)
     body = service.search(
         conn, ctx, svc.settings, resource_type=ctx.resource_type, params=params,
         compartment=compartment, lenient=lenient, base_url=svc.base_url,
